@@ -1,0 +1,160 @@
+"""Write CoViAR's representation: MPEG-4 Part 2 with a strict GOP, no B-frames and a fixed quantiser, via PyAV."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+
+from cvkd.errors import VideoError
+from cvkd.fileio import atomic_path
+
+# Large enough that the encoder never inserts an I-frame at a scene cut.
+_NO_SCENE_CUT = "1000000000"
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What a re-encoded video looks like: CoViAR's defaults are GOP 12, 340x256, quantiser 1."""
+
+    gop: int = 12
+    width: int = 340
+    height: int = 256
+    q: int = 1
+
+    def __post_init__(self) -> None:
+        if self.gop < 1:
+            raise ValueError(f"gop must be >= 1, got {self.gop}")
+        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
+            raise ValueError(f"size must be even and at least 16x16, got {self.width}x{self.height}")
+        if not 1 <= self.q <= 31:
+            raise ValueError(f"q must be in 1..31 (MPEG-4 quantiser), got {self.q}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse 'WIDTHxHEIGHT' (e.g. '340x256') into (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 340x256, got {text!r}") from None
+    return width, height
+
+
+class Mpeg4Writer:
+    """Encode RGB or PyAV frames, one by one, into an MPEG-4 Part 2 `.mp4` with an exact GOP."""
+
+    def __init__(self, path: str | os.PathLike, settings: EncodeSettings, fps: Fraction | int = 25) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self._container = av.open(str(self.path), mode="w", format="mp4")
+        rate = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(25)
+        self._stream = self._container.add_stream("mpeg4", rate=rate, options={"sc_threshold": _NO_SCENE_CUT})
+        self._stream.width = settings.width
+        self._stream.height = settings.height
+        self._stream.pix_fmt = "yuv420p"
+        context = self._stream.codec_context
+        context.gop_size = settings.gop
+        context.max_b_frames = 0
+        context.qmin = settings.q
+        context.qmax = settings.q
+        context.time_base = Fraction(1, 1) / rate
+        self._reformatter = av.video.reformatter.VideoReformatter()
+        self.frames_written = 0
+
+    def write_rgb(self, image: np.ndarray) -> None:
+        """Encode one (H, W, 3) uint8 RGB image, scaled to the target size if needed."""
+        self.write_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+
+    def write_frame(self, frame: av.VideoFrame) -> None:
+        """Encode one decoded PyAV frame, scaled to the target size; its own timing and picture type are dropped."""
+        scaled = self._reformatter.reformat(
+            frame, width=self.settings.width, height=self.settings.height, format="yuv420p"
+        )
+        scaled.pts = self.frames_written
+        scaled.time_base = self._stream.codec_context.time_base
+        scaled.pict_type = 0  # NONE: let the GOP decide, never inherit the source's I-frames
+        for packet in self._stream.encode(scaled):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> "Mpeg4Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
+
+
+def encode_rgb_frames(
+    frames: Iterable[np.ndarray], out: str | os.PathLike, settings: EncodeSettings, fps: Fraction | int = 25
+) -> int:
+    """Encode RGB frames into `out` atomically and return how many frames were written."""
+    with atomic_path(out) as tmp:
+        with Mpeg4Writer(tmp, settings, fps) as writer:
+            for image in frames:
+                writer.write_rgb(image)
+        if writer.frames_written == 0:
+            raise VideoError(out, "no frames to encode")
+    return writer.frames_written
+
+
+def _decoded_frames(source: str | os.PathLike) -> Iterator[tuple[av.VideoFrame, Fraction]]:
+    """Yield every decodable frame of the first video stream of `source`, with the stream's frame rate."""
+    try:
+        container = av.open(os.fspath(source))
+    except (av.FFmpegError, OSError) as error:
+        raise VideoError(source, f"cannot open as video ({_reason(error)})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(source, "has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    yield frame, rate
+        except av.FFmpegError as error:
+            raise VideoError(source, f"decoding failed ({_reason(error)})") from None
+
+
+def reencode(source: str | os.PathLike, out: str | os.PathLike, settings: EncodeSettings = EncodeSettings()) -> int:
+    """Re-encode any video PyAV can decode into CoViAR's MPEG-4 Part 2 layout at `out`; return the frame count.
+
+    Every decoded frame is encoded exactly once (no frame-rate conversion, so no duplicated motionless frames);
+    audio is dropped; the output appears only when complete.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise VideoError(source, "no such file")
+    if source.stat().st_size == 0:
+        raise VideoError(source, "empty file")
+    frames = _decoded_frames(source)
+    first = next(frames, None)
+    if first is None:
+        raise VideoError(source, "contains no decodable video frames")
+    with atomic_path(out) as tmp:
+        with Mpeg4Writer(tmp, settings, first[1]) as writer:
+            writer.write_frame(first[0])
+            for frame, _ in frames:
+                writer.write_frame(frame)
+    return writer.frames_written
+
+
+def _reason(error: BaseException) -> str:
+    """A short human reason from a PyAV/OS error."""
+    text = getattr(error, "strerror", None) or str(error)
+    return text.split(":")[0].strip() if ":" in text and len(text) > 80 else text
