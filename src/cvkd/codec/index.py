@@ -1,0 +1,217 @@
+"""Probe a video once: codec, size, per-frame picture types and packet timestamps, and its GOP table (cached)."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+
+from cvkd.errors import FrameIndexError, VideoError
+from cvkd.fileio import atomic_write_json
+
+_INDEX_VERSION = 1
+_VOP_START_CODE = b"\x00\x00\x01\xb6"
+_VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
+_PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
+# Container formats that carry no index: their packets have no usable timestamps, so they are read from the start.
+_RAW_FORMATS = {"m4v", "h264", "hevc", "mpegvideo", "rawvideo"}
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """Everything about a video that sampling and seeking need, computed by one demux pass."""
+
+    path: str
+    codec: str
+    container_format: str
+    width: int
+    height: int
+    fps: float
+    pict_types: str  # one letter per frame in decode order: I, P, B or S
+    frame_pts: tuple[int | None, ...]  # packet timestamp of every frame (None in raw streams)
+    gop_starts: tuple[int, ...]  # first frame of every GOP (an I-frame)
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames."""
+        return len(self.pict_types)
+
+    @property
+    def num_gops(self) -> int:
+        """Number of GOPs."""
+        return len(self.gop_starts)
+
+    @property
+    def gop_lengths(self) -> tuple[int, ...]:
+        """Frames in each GOP."""
+        ends = self.gop_starts[1:] + (self.num_frames,)
+        return tuple(end - start for start, end in zip(self.gop_starts, ends))
+
+    @property
+    def seekable(self) -> bool:
+        """Whether the container lets the reader seek to a GOP's I-frame by timestamp."""
+        return self.container_format not in _RAW_FORMATS and all(
+            self.frame_pts[start] is not None for start in self.gop_starts
+        )
+
+    @property
+    def has_b_frames(self) -> bool:
+        """Whether any frame is bidirectionally predicted."""
+        return "B" in self.pict_types
+
+    def gop_of(self, frame: int) -> tuple[int, int]:
+        """Return (gop index, position inside the GOP) of `frame`."""
+        self.check_frame(frame)
+        gop = bisect.bisect_right(self.gop_starts, frame) - 1
+        return gop, frame - self.gop_starts[gop]
+
+    def check_frame(self, frame: int) -> None:
+        """Raise FrameIndexError unless 0 <= frame < num_frames."""
+        if not 0 <= frame < self.num_frames:
+            raise FrameIndexError(self.path, f"frame {frame} out of range (video has {self.num_frames} frames)")
+
+
+_memory_cache: dict[tuple[str, int, int], VideoIndex] = {}
+_memory_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Directory of the on-disk index cache: $CVKD_CACHE_DIR/index, else ~/.cache/cvkd/index."""
+    root = os.environ.get("CVKD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cvkd")
+    return Path(root) / "index"
+
+
+def index_video(path: str | os.PathLike, use_cache: bool = True) -> VideoIndex:
+    """Return the index of `path`, from the cache when its path, size and mtime are unchanged."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise VideoError(path, "no such file") from None
+    except OSError as error:
+        raise VideoError(path, f"cannot access ({error.strerror})") from None
+    if path.is_dir():
+        raise VideoError(path, "is a directory, not a video")
+    if stat.st_size == 0:
+        raise VideoError(path, "empty file")
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if use_cache:
+        with _memory_lock:
+            cached = _memory_cache.get(key)
+        if cached is None:
+            cached = _read_disk_cache(key)
+        if cached is not None:
+            with _memory_lock:
+                _memory_cache[key] = cached
+            return cached
+    index = scan_video(path)
+    if use_cache:
+        with _memory_lock:
+            _memory_cache[key] = index
+        _write_disk_cache(key, index)
+    return index
+
+
+def scan_video(path: str | os.PathLike) -> VideoIndex:
+    """Demux `path` once (no decoding for MPEG-4 Part 2) and build its index."""
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise VideoError(path, f"not a readable video ({_short(error)})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(path, "has no video stream")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        try:
+            if codec == "mpeg4":
+                types, pts = _scan_mpeg4_packets(container, stream)
+            else:
+                types, pts = _scan_by_decoding(container, stream)
+        except av.FFmpegError as error:
+            raise VideoError(path, f"corrupt video stream ({_short(error)})") from None
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        format_name = container.format.name.split(",")[0]
+    if not types:
+        raise VideoError(path, "contains no video frames")
+    if types[0] != "I":
+        raise VideoError(path, f"does not start with an I-frame (first picture type {types[0]!r})")
+    if not width or not height:
+        raise VideoError(path, "has no frame size")
+    starts = tuple(i for i, kind in enumerate(types) if kind == "I")
+    return VideoIndex(
+        path=str(path),
+        codec=codec,
+        container_format=format_name,
+        width=width,
+        height=height,
+        fps=fps,
+        pict_types="".join(types),
+        frame_pts=tuple(pts),
+        gop_starts=starts,
+    )
+
+
+def _scan_mpeg4_packets(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
+    """Read picture types from the VOP headers of MPEG-4 Part 2 packets, without decoding."""
+    types: list[str] = []
+    pts: list[int | None] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        payload = bytes(packet)
+        offset = payload.find(_VOP_START_CODE)
+        while offset >= 0 and offset + 4 < len(payload):
+            types.append(_VOP_TYPES[payload[offset + 4] >> 6])
+            pts.append(packet.pts)
+            offset = payload.find(_VOP_START_CODE, offset + 4)
+    return types, pts
+
+
+def _scan_by_decoding(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
+    """Read picture types of codecs other than MPEG-4 Part 2 by decoding every frame (slower)."""
+    stream.thread_type = "AUTO"
+    types: list[str] = []
+    pts: list[int | None] = []
+    for frame in container.decode(stream):
+        types.append(_PICT_TYPE_LETTERS[int(frame.pict_type)])
+        pts.append(frame.pts)
+    return types, pts
+
+
+def _cache_file(key: tuple[str, int, int]) -> Path:
+    digest = hashlib.sha1(repr((_INDEX_VERSION,) + key).encode()).hexdigest()
+    return cache_dir() / f"{digest}.json"
+
+
+def _read_disk_cache(key: tuple[str, int, int]) -> VideoIndex | None:
+    try:
+        payload = json.loads(_cache_file(key).read_text())
+        if payload.pop("key") != list(key):
+            return None
+        payload["frame_pts"] = tuple(payload["frame_pts"])
+        payload["gop_starts"] = tuple(payload["gop_starts"])
+        return VideoIndex(**payload)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or from another version: rescan
+
+
+def _write_disk_cache(key: tuple[str, int, int], index: VideoIndex) -> None:
+    try:
+        atomic_write_json(_cache_file(key), {"key": list(key), **asdict(index)})
+    except OSError:
+        pass  # a read-only or full cache directory only costs a rescan next time
+
+
+def _short(error: BaseException) -> str:
+    """A short reason from a PyAV error."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

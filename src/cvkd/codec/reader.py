@@ -1,0 +1,252 @@
+"""`CompressedVideo`: CoViAR's I-frames, motion vectors and residuals, read by seeking to one GOP and decoding only it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+
+from cvkd.codec.index import VideoIndex, index_video
+from cvkd.codec.motion import MotionTrace, dense_motion, residual
+from cvkd.errors import UnsupportedVideoError, VideoError
+
+REPRESENTATIONS = ("iframe", "rgb", "mv", "residual")
+
+
+@dataclass
+class _GopRequest:
+    """What one decode of a GOP must produce: frame positions per representation."""
+
+    positions: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    @property
+    def last_position(self) -> int:
+        return max(max(p) for p in self.positions.values() if p)
+
+
+class CompressedVideo:
+    """A video in CoViAR's compressed representation; one open container per process, safe across threads.
+
+    Representations (all (H, W, C) numpy arrays):
+      - "iframe": uint8 RGB of the I-frame of the GOP holding the frame (CoViAR's I-frame stream input);
+      - "rgb": uint8 RGB of the frame itself;
+      - "mv": int16 motion (x, y) in CoViAR's `dst - src` convention, accumulated back to the I-frame by default;
+      - "residual": int16 `frame - I-frame(map(p))` (accumulated) or `frame - previous(p - mv)` (not accumulated).
+    An I-frame has zero motion and zero residual.
+    """
+
+    def __init__(self, path: str | os.PathLike, index: VideoIndex | None = None) -> None:
+        self.path = os.fspath(path)
+        self.index = index or index_video(self.path)
+        if self.index.has_b_frames:
+            raise UnsupportedVideoError(
+                self.path, "contains B-frames, which CoViAR's representation does not use; re-encode it with `cvkd reencode`"
+            )
+        self._lock = threading.Lock()
+        self._container: av.container.InputContainer | None = None
+        self._owner_pid = -1
+        self._reformatter = av.video.reformatter.VideoReformatter()
+
+    # -- geometry -------------------------------------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        """Number of frames."""
+        return self.index.num_frames
+
+    @property
+    def num_gops(self) -> int:
+        """Number of GOPs."""
+        return self.index.num_gops
+
+    @property
+    def gop_starts(self) -> tuple[int, ...]:
+        """First frame (an I-frame) of every GOP."""
+        return self.index.gop_starts
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+        return self.index.width
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+        return self.index.height
+
+    def gop_of(self, frame: int) -> tuple[int, int]:
+        """Return (gop index, position inside the GOP) of `frame`."""
+        return self.index.gop_of(frame)
+
+    # -- loading ----------------------------------------------------------------------------------------------------
+    def load(self, frame: int, representation: str, accumulate: bool = True) -> np.ndarray:
+        """Return one representation of one frame (see the class docstring)."""
+        return self.load_many([frame], [representation], accumulate)[representation][0]
+
+    def load_many(
+        self, frames: Sequence[int], representations: Sequence[str], accumulate: bool = True
+    ) -> dict[str, list[np.ndarray]]:
+        """Return every requested representation of every frame, decoding each GOP involved once."""
+        for name in representations:
+            if name not in REPRESENTATIONS:
+                raise ValueError(f"unknown representation {name!r}; choose from {', '.join(REPRESENTATIONS)}")
+        located = [self.gop_of(int(frame)) for frame in frames]
+        requests: dict[int, _GopRequest] = defaultdict(_GopRequest)
+        for gop, position in located:
+            for name in representations:
+                requests[gop].positions[name].add(position)
+        results: dict[tuple[str, int, int], np.ndarray] = {}
+        with self._lock:
+            for gop in sorted(requests):
+                results.update(self._decode_gop(gop, requests[gop], accumulate))
+        return {name: [results[(name, gop, pos)] for gop, pos in located] for name in representations}
+
+    def close(self) -> None:
+        """Close the underlying container (it reopens on the next load)."""
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "CompressedVideo":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        """Pickle without the open container or lock, so data-loader workers open their own."""
+        state = self.__dict__.copy()
+        state.update(_container=None, _owner_pid=-1, _lock=None, _reformatter=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._reformatter = av.video.reformatter.VideoReformatter()
+
+    # -- decoding ---------------------------------------------------------------------------------------------------
+    def _decode_gop(self, gop: int, request: _GopRequest, accumulate: bool) -> dict[tuple[str, int, int], np.ndarray]:
+        """Decode GOP `gop` up to the last position asked for and build every requested array."""
+        wanted = request.positions
+        last = request.last_position
+        need_motion = bool(wanted.get("mv") or wanted.get("residual"))
+        rgb_positions = set(wanted.get("rgb", ()))
+        rgb_positions |= set(wanted.get("residual", ()))
+        if wanted.get("iframe") or (wanted.get("residual") and accumulate):
+            rgb_positions.add(0)
+        if wanted.get("residual") and not accumulate:
+            rgb_positions |= {p - 1 for p in wanted["residual"] if p > 0}
+        height, width = self.height, self.width
+        trace = MotionTrace(height, width) if need_motion else None
+        rgb: dict[int, np.ndarray] = {}
+        out: dict[tuple[str, int, int], np.ndarray] = {}
+        for position, frame in enumerate(self._frames_of_gop(gop, last)):
+            if trace is not None and position > 0:
+                vectors = frame.side_data.get("MOTION_VECTORS")
+                step = dense_motion(vectors.to_ndarray() if vectors is not None else None, height, width)
+                if not accumulate:
+                    trace.reset()
+                trace.follow(step)
+            if position in rgb_positions:
+                rgb[position] = self._to_rgb(frame)
+            if position in wanted.get("mv", ()):
+                out[("mv", gop, position)] = (
+                    trace.motion() if position > 0 else np.zeros((height, width, 2), np.int16)
+                )
+            if position in wanted.get("residual", ()):
+                if position == 0:
+                    out[("residual", gop, 0)] = np.zeros((height, width, 3), np.int16)
+                else:
+                    reference = rgb[0] if accumulate else rgb[position - 1]
+                    out[("residual", gop, position)] = residual(rgb[position], trace.warp(reference))
+        for position in wanted.get("rgb", ()):
+            out[("rgb", gop, position)] = rgb[position]
+        if wanted.get("iframe"):
+            for position in wanted["iframe"]:
+                out[("iframe", gop, position)] = rgb[0]
+        return out
+
+    def _frames_of_gop(self, gop: int, last_position: int) -> Iterator[av.VideoFrame]:
+        """Yield the decoded frames of GOP `gop`, from its I-frame to `last_position`, in order."""
+        start = self.index.gop_starts[gop]
+        if not self.index.seekable:
+            self._discard_container()  # raw streams are read again from their first byte
+        container, stream = self._open()
+        try:
+            if self.index.seekable:
+                packets = self._packets_after_seek(container, stream, start)
+            else:
+                packets = self._packets_from_start(container, stream, start)
+            produced = 0
+            for packet in packets:
+                for frame in packet.decode():
+                    yield frame
+                    produced += 1
+                    if produced > last_position:
+                        return
+            for frame in stream.codec_context.decode(None):  # drain a decoder that buffers frames
+                yield frame
+                produced += 1
+                if produced > last_position:
+                    return
+        except av.FFmpegError as error:
+            self._discard_container()
+            raise VideoError(self.path, f"decoding GOP {gop} failed ({error})") from None
+        self._discard_container()
+        raise VideoError(
+            self.path, f"frame {start + produced} could not be decoded (index lists {self.num_frames}: truncated or corrupt?)"
+        )
+
+    def _packets_after_seek(self, container, stream, start: int) -> Iterator[av.Packet]:
+        """Seek to the I-frame at `start` and yield packets from it on (skipping any earlier ones)."""
+        target = self.index.frame_pts[start]
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        started = False
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if not started:
+                if packet.pts is None or packet.pts < target:
+                    continue
+                started = True
+            yield packet
+
+    @staticmethod
+    def _packets_from_start(container, stream, start: int) -> Iterator[av.Packet]:
+        """Demux a freshly opened raw stream and yield packets from frame `start` on (no decoding before)."""
+        frame = 0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if frame >= start:
+                yield packet
+            frame += 1
+
+    def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        """Return this process's open container (reopened after a fork)."""
+        if self._container is None or self._owner_pid != os.getpid():
+            try:
+                self._container = av.open(self.path)
+            except (av.FFmpegError, OSError) as error:
+                raise VideoError(self.path, f"cannot open ({error})") from None
+            self._owner_pid = os.getpid()
+            stream = self._container.streams.video[0]
+            stream.codec_context.options = {"flags2": "+export_mvs"}
+            stream.thread_type = "SLICE"
+        return self._container, self._container.streams.video[0]
+
+    def _discard_container(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError:
+                pass
+        self._container = None
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
