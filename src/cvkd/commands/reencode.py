@@ -1,0 +1,77 @@
+"""`cvkd reencode`: turn any videos into CoViAR's MPEG-4 Part 2 representation (GOP, no B-frames, fixed quantiser)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cvkd.codec.encode import EncodeSettings, parse_size, reencode
+from cvkd.errors import CvkdError
+from cvkd.parallel import run_jobs
+
+VIDEO_SUFFIXES = {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
+
+
+@dataclass(frozen=True)
+class ReencodeJob:
+    """One source video and where its re-encoded copy goes."""
+
+    source: Path
+    target: Path
+    settings: EncodeSettings
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `cvkd reencode`."""
+    parser = subparsers.add_parser("reencode", help="re-encode videos to MPEG-4 Part 2 with a strict GOP (CoViAR's input)")
+    parser.add_argument("sources", nargs="+", metavar="SRC", help="video files or folders (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (folder structure is kept)")
+    parser.add_argument("--gop", type=int, default=12, help="frames per GOP (default 12)")
+    parser.add_argument("--size", default="340x256", help="output WIDTHxHEIGHT (default 340x256)")
+    parser.add_argument("--q", type=int, default=1, help="fixed quantiser 1..31 (default 1)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
+    parser.add_argument("--force", action="store_true", help="re-encode even if the output exists")
+    return parser
+
+
+def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> list[ReencodeJob]:
+    """Map every source video to `out/<relative path>.mp4` (folders are searched recursively)."""
+    jobs = []
+    for source in sources:
+        if source.is_dir():
+            for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
+                jobs.append(ReencodeJob(path, out / path.relative_to(source).with_suffix(".mp4"), settings))
+        else:
+            jobs.append(ReencodeJob(source, out / source.with_suffix(".mp4").name, settings))
+    targets = [job.target for job in jobs]
+    if len(set(targets)) != len(targets):
+        clash = next(t for t in targets if targets.count(t) > 1)
+        raise CvkdError(f"{clash}: two sources would be written to the same output; pass their common folder instead")
+    return jobs
+
+
+def _run_job(job: ReencodeJob) -> int:
+    return reencode(job.source, job.target, job.settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Re-encode every source; print a summary and one line per failure; exit 1 if any failed."""
+    try:
+        width, height = parse_size(args.size)
+        settings = EncodeSettings(gop=args.gop, width=width, height=height, q=args.q)
+    except ValueError as error:
+        raise CvkdError(str(error)) from None
+    jobs = collect_jobs([Path(s) for s in args.sources], args.out, settings)
+    todo = [job for job in jobs if args.force or not job.target.exists()]
+    outcomes = run_jobs(_run_job, todo, args.workers, description="reencode")
+    failures = [o for o in outcomes if not o.ok]
+    frames = sum(o.value for o in outcomes if o.ok)
+    print(
+        f"re-encoded {len(todo) - len(failures)} video(s) ({frames} frames), skipped {len(jobs) - len(todo)} existing, "
+        f"{len(failures)} failed -> {args.out}"
+    )
+    for outcome in failures:
+        print(f"failed: {outcome.error}", file=sys.stderr)
+    return 1 if failures else 0
