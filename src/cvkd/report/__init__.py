@@ -1,1 +1,1 @@
-"""report"""
+"""Reporting: what a model costs (profile), result tables and plots."""
