@@ -1,0 +1,28 @@
+"""`cvkd distill`: train a student from frozen teachers (the paper's multi-teacher method or another strategy)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cvkd.commands.train import add_run_arguments, load_run_config
+from cvkd.errors import ConfigError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `cvkd distill`."""
+    parser = subparsers.add_parser("distill", help="distil teachers into a student from a YAML recipe")
+    add_run_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Distil and print where the run is."""
+    from cvkd.engine.train import train
+
+    config = load_run_config(args)
+    if not config.distill.teachers:
+        raise ConfigError("distill.teachers is empty: name the teacher runs (RUN, RUN:stream or RUN:fused)")
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    best = "n/a" if result.best_val_top1 is None else f"{result.best_val_top1:.2f}%"
+    print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
+    return 0

@@ -1,0 +1,41 @@
+"""`cvkd train`: train CoViAR streams (the teachers, or a student without distillation) from a YAML recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+from cvkd.config import load_config
+from cvkd.engine.schema import RunConfig
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `cvkd train`."""
+    parser = subparsers.add_parser("train", help="train stream networks from a YAML recipe (key=value overrides)")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by `train` and `distill`."""
+    parser.add_argument("config", nargs="?", default=None, help="YAML recipe (see configs/); omit to use defaults")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 data.root=data/synth")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load_run_config(args: argparse.Namespace) -> RunConfig:
+    """The run's config: the YAML file (if any) with the command-line overrides applied."""
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # only overrides were given
+        config, overrides = None, [config, *overrides]
+    return load_config(RunConfig, config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print where the run is."""
+    from cvkd.engine.train import train
+
+    result = train(load_run_config(args), resume=args.resume, progress=not args.no_progress)
+    best = "n/a" if result.best_val_top1 is None else f"{result.best_val_top1:.2f}%"
+    print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
+    return 0

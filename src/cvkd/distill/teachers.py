@@ -1,0 +1,137 @@
+"""Frozen teachers: trained runs (a stream of one, every stream, or the fused model) scoring the student's samples."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from cvkd.engine.runs import LoadedRun, file_digest, load_run
+from cvkd.errors import ConfigError
+
+FUSED = "fused"
+_PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TeacherRef:
+    """One teacher: a run and what of it teaches (one stream, or `fused` for the whole CoViAR)."""
+
+    run: str
+    output: str
+
+    @property
+    def name(self) -> str:
+        """A readable name, e.g. `teacher_mv:mv`."""
+        return f"{Path(self.run).name}:{self.output}"
+
+
+def expand_teachers(specs: Sequence[str], runs: Mapping[str, LoadedRun]) -> list[TeacherRef]:
+    """Turn `RUN`, `RUN:stream` and `RUN:fused` entries into one TeacherRef per teacher (`RUN` = each of its streams)."""
+    teachers: list[TeacherRef] = []
+    for spec in specs:
+        run, output = split_spec(spec)
+        modalities = runs[run].model.modalities
+        if output is None:
+            teachers.extend(TeacherRef(run, modality) for modality in modalities)
+        elif output == FUSED or output in modalities:
+            teachers.append(TeacherRef(run, output))
+        else:
+            raise ConfigError(f"teacher {spec!r}: run has streams {list(modalities)}; use one of them or {FUSED!r}")
+    return teachers
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """Split `RUN[:output]` (a Windows drive letter is not taken for an output)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and "/" not in tail and "\\" not in tail and len(head) > 1:
+        return head, tail
+    return spec, None
+
+
+class TeacherSet(nn.Module):
+    """K frozen teachers in eval mode; `forward(sample)` returns their logits stacked (K, B, C), without gradients."""
+
+    def __init__(self, specs: Sequence[str], device: torch.device | str = "cpu", precision: str = "float32") -> None:
+        super().__init__()
+        if not specs:
+            raise ConfigError("distillation needs at least one teacher (distill.teachers)")
+        if precision not in _PRECISIONS:
+            raise ConfigError(f"teacher precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+        runs = {run: load_run(run, device) for run in dict.fromkeys(split_spec(s)[0] for s in specs)}
+        self.teachers = expand_teachers(specs, runs)
+        self.runs = runs
+        self.models = nn.ModuleDict({str(i): runs[run].model for i, run in enumerate(runs)})
+        self._model_key = {run: str(i) for i, run in enumerate(runs)}
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        self.dtype = _PRECISIONS[precision]
+        self.eval()
+
+    @property
+    def names(self) -> list[str]:
+        """Teacher names in output order."""
+        return [teacher.name for teacher in self.teachers]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Input modalities the teachers read."""
+        needed: set[str] = set()
+        for teacher in self.teachers:
+            model = self.runs[teacher.run].model
+            needed |= set(model.modalities) if teacher.output == FUSED else {teacher.output}
+        return tuple(sorted(needed))
+
+    def check_compatible(self, class_names: Sequence[str]) -> None:
+        """Every teacher must score the student's classes in the student's label order."""
+        for run, loaded in self.runs.items():
+            if tuple(loaded.class_names) != tuple(class_names):
+                if len(loaded.class_names) != len(class_names):
+                    problem = f"{len(loaded.class_names)} classes, the student's data has {len(class_names)}"
+                else:
+                    first = next(i for i, (a, b) in enumerate(zip(loaded.class_names, class_names)) if a != b)
+                    problem = f"label {first} is {loaded.class_names[first]!r} there but {class_names[first]!r} here"
+                raise ConfigError(f"teacher {run}: {problem}")
+
+    def digest(self) -> str:
+        """Identity of the teachers: their outputs and the SHA-256 of every checkpoint file."""
+        parts = [f"{t.output}@{file_digest(self.runs[t.run].checkpoint)}" for t in self.teachers]
+        return "|".join(parts)
+
+    def train(self, mode: bool = True) -> "TeacherSet":
+        """Teachers always stay in eval mode (frozen BatchNorm statistics, no dropout)."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, sample: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Logits (K, B, C) of every teacher for one batch (float32)."""
+        outputs = []
+        device = next(self.parameters()).device
+        cast = torch.autocast(device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+        with cast:
+            cache: dict[str, dict[str, torch.Tensor]] = {}
+            for teacher in self.teachers:
+                model = self.models[self._model_key[teacher.run]]
+                if teacher.run not in cache:
+                    cache[teacher.run] = model.forward_streams(sample)
+                per_stream = cache[teacher.run]
+                logits = model.fuse(per_stream) if teacher.output == FUSED else per_stream[teacher.output]
+                outputs.append(logits.float())
+        return torch.stack(outputs)
+
+    @torch.no_grad()
+    def forward_with_features(self, sample: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (K, B, C) and each teacher's penultimate features (for feature distillation; streams only)."""
+        logits, features = [], []
+        for teacher in self.teachers:
+            if teacher.output == FUSED:
+                raise ConfigError(f"teacher {teacher.name}: a fused teacher has no features; use stream teachers")
+            stream = self.models[self._model_key[teacher.run]].streams[teacher.output]
+            stream_logits, stream_features = stream.forward_with_features(sample[teacher.output])
+            logits.append(stream_logits.float())
+            features.append(stream_features.float())
+        return torch.stack(logits), features

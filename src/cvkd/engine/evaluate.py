@@ -1,0 +1,77 @@
+"""Score every video of a loader with a CoViAR: per-stream and fused logits, gathered across processes."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cvkd.engine.runtime import Runtime, all_gather_objects, autocast
+from cvkd.engine.scores import ScoreSet
+from cvkd.models.coviar import CoViAR
+
+FUSED = "fused"
+
+
+def move_sample(batch: Mapping[str, object], modalities: tuple[str, ...], device: torch.device) -> dict[str, torch.Tensor]:
+    """The model inputs of a collated batch, on `device`."""
+    return {m: batch[m].to(device, non_blocking=True) for m in modalities}  # type: ignore[union-attr]
+
+
+@torch.no_grad()
+def collect_scores(
+    model: CoViAR,
+    loader: DataLoader,
+    runtime: Runtime,
+    class_names: tuple[str, ...],
+    amp: bool = False,
+    progress: bool = True,
+    description: str = "evaluate",
+) -> dict[str, ScoreSet]:
+    """Per-video logits of every stream and of the fused model (key `fused`), in dataset order, on every process."""
+    was_training = model.training
+    model.eval()
+    keys = list(model.modalities) + [FUSED]
+    indices: list[np.ndarray] = []
+    logits: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    labels: list[np.ndarray] = []
+    bar = tqdm(loader, desc=description, leave=False, disable=not (progress and runtime.is_main), unit="batch")
+    for batch in bar:
+        sample = move_sample(batch, model.modalities, runtime.device)
+        with autocast(runtime.device, amp):
+            per_stream = model.forward_streams(sample)
+            per_stream[FUSED] = model.fuse(per_stream)
+        for key in keys:
+            logits[key].append(per_stream[key].float().cpu().numpy())
+        indices.append(batch["index"].numpy())
+        labels.append(batch["label"].numpy())
+    model.train(was_training)
+    local = {
+        "index": np.concatenate(indices) if indices else np.zeros(0, np.int64),
+        "label": np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        **{key: np.concatenate(parts) if parts else np.zeros((0, model.num_classes), np.float32) for key, parts in logits.items()},
+    }
+    merged = _gather_by_index(local, runtime)
+    names = np.array([loader.dataset.video_list[int(i)][0] for i in merged["index"]])
+    return {
+        key: ScoreSet(
+            scores=merged[key].astype(np.float32),
+            labels=merged["label"].astype(np.int64),
+            names=names,
+            class_names=tuple(class_names),
+            stream=key,
+        )
+        for key in keys
+    }
+
+
+def _gather_by_index(local: dict[str, np.ndarray], runtime: Runtime) -> dict[str, np.ndarray]:
+    """Join every process's rows, drop the duplicates a distributed sampler pads with, and sort by dataset index."""
+    pieces = all_gather_objects(local, runtime)
+    joined = {key: np.concatenate([piece[key] for piece in pieces]) for key in local}
+    _, first = np.unique(joined["index"], return_index=True)
+    order = first[np.argsort(joined["index"][first])]
+    return {key: value[order] for key, value in joined.items()}

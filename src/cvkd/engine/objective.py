@@ -1,0 +1,96 @@
+"""What one training step optimises: the trainable streams, each with its distillation strategy, and the optimiser."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from cvkd.distill import DistillLoss, DistillStrategy, create_strategy
+from cvkd.engine.schema import RunConfig
+from cvkd.errors import ConfigError
+from cvkd.models.coviar import CoViAR
+
+
+class StreamObjective(nn.Module):
+    """The student's trainable streams and one strategy per stream: `forward` returns the summed loss and its parts.
+
+    Frozen streams are not run here (they only matter for fused evaluation). With strategy `none` and no teachers this is
+    plain supervised training, so teachers and students share one code path (and one DDP wrapper).
+    """
+
+    def __init__(self, model: CoViAR, trainable: Sequence[str], strategies: Mapping[str, DistillStrategy]) -> None:
+        super().__init__()
+        self.model = model
+        self.trainable = tuple(trainable)
+        self.strategies = nn.ModuleDict(dict(strategies))
+        self.uses_features = any(s.uses_features for s in self.strategies.values())
+
+    def forward(
+        self,
+        sample: Mapping[str, torch.Tensor],
+        labels: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        teacher_features: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, DistillLoss]]:
+        """Total loss, each trainable stream's logits, and each stream's loss parts."""
+        logits: dict[str, torch.Tensor] = {}
+        parts: dict[str, DistillLoss] = {}
+        for modality in self.trainable:
+            stream = self.model.streams[modality]
+            if self.uses_features:
+                logits[modality], features = stream.forward_with_features(sample[modality])
+            else:
+                logits[modality], features = stream(sample[modality]), None
+            parts[modality] = self.strategies[modality](
+                logits[modality].float(), teacher_logits, labels, features, teacher_features
+            )
+        total = sum(part.loss for part in parts.values())
+        return total, logits, parts
+
+
+def trainable_streams(config: RunConfig, model: CoViAR) -> tuple[str, ...]:
+    """Streams the run trains: every stream of the model except `model.frozen`."""
+    unknown = sorted(set(config.model.frozen) - set(model.modalities))
+    if unknown:
+        raise ConfigError(f"model.frozen names {unknown}, which are not streams of the model {list(model.modalities)}")
+    trainable = tuple(m for m in model.modalities if m not in config.model.frozen)
+    if not trainable:
+        raise ConfigError("every stream is frozen (model.frozen): nothing to train")
+    return trainable
+
+
+def build_strategies(config: RunConfig, trainable: Sequence[str], num_teachers: int, feature_dims=None) -> dict[str, DistillStrategy]:
+    """One strategy per trainable stream, from `distill.strategy` and `distill.params`."""
+    name = config.distill.strategy
+    if num_teachers == 0 and name != "none":
+        raise ConfigError(f"distill.strategy is {name!r} but distill.teachers is empty")
+    return {m: create_strategy(name, num_teachers, **dict(config.distill.params)) for m in trainable}
+
+
+def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.optim.Optimizer:
+    """Adam with CoViAR's per-layer learning-rate multipliers; strategy parameters (if any) at the base rate."""
+    optim = config.optim
+    groups = []
+    for modality in objective.trainable:
+        for group in objective.model.streams[modality].param_groups(optim.lr, optim.weight_decay):
+            groups.append({**group, "name": f"{modality}.{group.get('name', 'params')}"})
+    extra = [p for p in objective.strategies.parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "lr": optim.lr, "weight_decay": 0.0, "lr_mult": 1.0, "name": "strategy"})
+    return torch.optim.Adam(groups, lr=optim.lr, eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def learning_rate_factor(config: RunConfig, epoch: int) -> float:
+    """Step decay: lr_decay to the power of the number of lr_steps reached by `epoch` (0-based)."""
+    passed = sum(1 for step in config.optim.lr_steps if epoch >= step)
+    return config.optim.lr_decay**passed
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: RunConfig, epoch: int) -> float:
+    """Apply the schedule for `epoch` to every group (base lr x group multiplier x decay); return the base lr."""
+    base = config.optim.lr * learning_rate_factor(config, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = base * group.get("lr_mult", 1.0)
+    return base

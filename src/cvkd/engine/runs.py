@@ -1,0 +1,80 @@
+"""A run folder on disk: its config, checkpoints and log; and loading a finished run back as a model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cvkd.config import config_from_dict
+from cvkd.engine.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
+from cvkd.engine.schema import RunConfig
+from cvkd.errors import CheckpointError, CvkdError
+from cvkd.models.coviar import CoViAR, build_coviar
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "log.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with what it was trained on."""
+
+    model: CoViAR
+    config: RunConfig
+    class_names: tuple[str, ...]
+    checkpoint: Path
+    epoch: int
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model scores."""
+        return self.model.num_classes
+
+
+def run_dir(config: RunConfig) -> Path:
+    """The folder a run writes to: output_dir/name."""
+    return Path(config.output_dir) / config.name
+
+
+def build_model(config: RunConfig, num_classes: int, pretrained: bool = True) -> CoViAR:
+    """The network a config describes (random or `model.pretrained` init; `model.init` is applied by the trainer)."""
+    model_cfg = config.model
+    weights = {m: model_cfg.fusion_weights.get(m, 1.0) for m in model_cfg.streams}
+    return build_coviar(
+        dict(model_cfg.streams),
+        num_classes,
+        pretrained=model_cfg.pretrained if pretrained else None,
+        weights=weights,
+        dropout=model_cfg.dropout,
+    )
+
+
+def load_run(run_or_checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a run folder's best checkpoint (or a given checkpoint file) as an eval-mode CoViAR."""
+    path = resolve_checkpoint(run_or_checkpoint)
+    state = load_checkpoint(path)
+    try:
+        config = config_from_dict(RunConfig, state["config"], source=str(path))
+        class_names = tuple(state["class_names"])
+        model = build_model(config, len(class_names), pretrained=False)
+    except KeyError as missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}") from None
+    except CvkdError as error:
+        raise CheckpointError(f"{path}: cannot rebuild its model ({error})") from None
+    load_state_dict_strict(model, state["model"], path)
+    model.to(device).eval()
+    return LoadedRun(model, config, class_names, path, int(state.get("epoch", -1)))
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

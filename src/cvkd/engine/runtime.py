@@ -1,0 +1,111 @@
+"""Where a run executes: device choice, mixed precision, and DistributedDataParallel set-up from torchrun's environment."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device and the process group of this process."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether several processes train together."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints, logs and reports."""
+        return self.rank == 0
+
+
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """Resolve 'auto' to this process's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def start_runtime(device: str = "auto") -> Runtime:
+    """Join torchrun's process group if launched by torchrun (NCCL on GPUs, gloo on CPU), else run alone."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = select_device(device, local_rank)
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return Runtime(device=resolved, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def stop_runtime(runtime: Runtime) -> None:
+    """Leave the process group, if any."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision (float16) on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def all_reduce_sum(values: list[float], runtime: Runtime) -> list[float]:
+    """Sum floats over all processes (identity when alone)."""
+    if not runtime.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def all_gather_objects(value: object, runtime: Runtime) -> list:
+    """Collect one picklable value from every process, in rank order (a list of one when alone)."""
+    if not runtime.distributed:
+        return [value]
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def barrier(runtime: Runtime) -> None:
+    """Wait for every process."""
+    if runtime.distributed:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_process_first(runtime: Runtime) -> Iterator[None]:
+    """Let rank 0 do something (e.g. build a cache) before the others read it."""
+    if not runtime.is_main:
+        barrier(runtime)
+    yield
+    if runtime.is_main:
+        barrier(runtime)

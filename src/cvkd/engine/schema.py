@@ -1,0 +1,75 @@
+"""The configuration of one run (`cvkd train` / `cvkd distill`), as dataclasses loaded from YAML by `cvkd.config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are and how samples are drawn from them."""
+
+    root: str = ""  # a cvkd dataset folder: classes.txt and <split>.csv (written by `cvkd synth` / `cvkd prepare`)
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    segments: int = 3  # TSN segments per training sample
+    val_segments: int = 5  # cheaper validation protocol: centre frames, one centre crop
+    crop_size: int = 224
+    batch_size: int = 32  # global batch, split over processes
+    workers: int = 2  # data-loader processes per training process
+    accumulate: bool = True  # accumulate MV/residual back to the I-frame (CoViAR)
+
+
+@dataclass
+class ModelConfig:
+    """The network: one stream per modality, fused late."""
+
+    streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})  # modality -> backbone
+    pretrained: str | None = None  # None, "imagenet" or a local torchvision state_dict
+    dropout: float = 0.0
+    fusion_weights: dict[str, float] = field(default_factory=lambda: {"iframe": 2.0, "mv": 1.0, "residual": 1.0})
+    init: dict[str, str] = field(default_factory=dict)  # modality -> run dir or checkpoint to copy that stream from
+    frozen: list[str] = field(default_factory=list)  # streams kept as initialised (e.g. reused teacher streams)
+
+
+@dataclass
+class OptimConfig:
+    """CoViAR's recipe: Adam, per-layer learning-rate multipliers, step decay."""
+
+    lr: float = 1e-3
+    epochs: int = 10
+    lr_steps: list[int] = field(default_factory=list)  # epochs at which the learning rate is multiplied by lr_decay
+    lr_decay: float = 0.1
+    weight_decay: float = 1e-4
+    eps: float = 1e-3
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation: which teachers, which strategy, and whether to cache teacher outputs."""
+
+    teachers: list[str] = field(default_factory=list)  # RUN, RUN:stream or RUN:fused
+    strategy: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)  # strategy hyper-parameters (temperature, alpha, ...)
+    cache: bool = False  # precompute teacher logits for a fixed set of views per video
+    cache_views: int = 4  # views per video in the cache
+    teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+@dataclass
+class RunConfig:
+    """Everything one training or distillation run needs; written next to its outputs as config.yaml."""
+
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    log_every: int = 20  # batches between progress-bar updates of the loss
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
