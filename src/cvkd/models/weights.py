@@ -1,0 +1,79 @@
+"""Pretrained backbone weights: torchvision's ImageNet weights (needs the network) or a local state_dict file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import nn
+
+from cvkd.errors import CheckpointError
+from cvkd.models.registry import build_backbone
+
+IMAGENET = "imagenet"
+"""The `pretrained` value that asks for torchvision's DEFAULT ImageNet weights."""
+
+Pretrained = Union[str, os.PathLike, None]
+"""None (random init), "imagenet", or the path of a plain torchvision state_dict (.pth)."""
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_backbone(name: str, pretrained: Pretrained = None) -> nn.Module:
+    """The plain torchvision backbone `name` with its ImageNet classifier, initialised as `pretrained` says."""
+    if pretrained is None:
+        return build_backbone(name)
+    if isinstance(pretrained, str) and pretrained == IMAGENET:
+        return _imagenet_backbone(name)
+    model = build_backbone(name)
+    load_state_dict_file(model, pretrained, name)
+    return model
+
+
+def _imagenet_backbone(name: str) -> nn.Module:
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name).DEFAULT
+    try:
+        return build_backbone(name, weights=weights)
+    except Exception as error:  # download or cache failures come in many types
+        raise CheckpointError(
+            f"{name}: could not get ImageNet weights {weights} ({_one_line(error)}); "
+            "download them on a machine with network access and pass the local .pth file instead"
+        ) from error
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict (name -> tensor) from `path` safely (weights_only); CheckpointError naming the file if not."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors all mean "not a readable state_dict"
+        raise CheckpointError(f"{path}: not a readable weights file ({_one_line(error)})") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state_dict (parameter name -> tensor), found {type(state).__name__}")
+    return state
+
+
+def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load the plain torchvision state_dict in `path` into backbone `model` (named `name`), strictly."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
+    problems = [
+        f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"{path}: not a {name} state_dict: {'; '.join(problems)}")
+    model.load_state_dict(state)
