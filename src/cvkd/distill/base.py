@@ -1,0 +1,210 @@
+"""The interface every distillation strategy implements, and the result it returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cvkd.errors import ConfigError
+
+TeacherLogits = Tensor | Sequence[Tensor]
+
+
+@dataclass
+class DistillLoss:
+    """One step's loss and its detached parts, for the optimiser and the log."""
+
+    loss: Tensor
+    """Total loss: alpha*ce + beta*soft + gamma*feature + auxiliary; gradients reach the student and the strategy."""
+    ce: Tensor
+    """Cross-entropy of the student with the labels (detached, 0-d)."""
+    soft: Tensor
+    """Teacher-to-student divergence term (detached, 0-d)."""
+    feature: Tensor
+    """Feature-matching term (detached, 0-d; 0 for strategies without one)."""
+    teacher_weights: Tensor
+    """Batch-averaged weight of each teacher, shape (K,), detached."""
+    auxiliary: Tensor
+    """The strategy's own training loss, already included in `loss` (detached, 0-d; 0 for most strategies)."""
+
+    def scalars(self) -> dict[str, float]:
+        """The loss parts and teacher weights as plain floats (`teacher_weight_0` ...), e.g. for a CSV log."""
+        values = {
+            name: float(getattr(self, name).detach()) for name in ("loss", "ce", "soft", "feature", "auxiliary")
+        }
+        values.update({f"teacher_weight_{k}": float(w) for k, w in enumerate(self.teacher_weights)})
+        return values
+
+
+@dataclass
+class DistillInputs:
+    """One batch as a strategy sees it: teacher tensors already detached and stacked."""
+
+    student_logits: Tensor
+    """(B, C), carries the student's gradient."""
+    teacher_logits: Tensor
+    """(K, B, C), constants."""
+    labels: Tensor
+    """(B,) class indices."""
+    student_features: Tensor | None
+    """(B, Ds) penultimate student feature, carries gradient; None when not given."""
+    teacher_features: list[Tensor] | None
+    """K tensors (B, Dk), constants; None when not given."""
+
+    @property
+    def num_teachers(self) -> int:
+        """K."""
+        return self.teacher_logits.shape[0]
+
+
+@dataclass
+class DistillTerms:
+    """What a strategy adds to the cross-entropy."""
+
+    soft: Tensor
+    """Divergence between teachers and student (0-d, differentiable)."""
+    teacher_weights: Tensor
+    """Teacher weights used, (K,) or per sample (K, B); detached."""
+    feature: Tensor | None = None
+    """Feature-matching term (0-d), if the strategy has one."""
+    auxiliary: Tensor | None = None
+    """Loss that trains the strategy's own parameters (0-d), if it has any."""
+
+
+class DistillStrategy(nn.Module):
+    """A way of weighting K teachers: maps student and teacher outputs to a `DistillLoss`.
+
+    `loss = alpha * CE(y, z_s) + beta * soft + gamma * feature (+ the strategy's own auxiliary loss)`.
+    Teacher logits and features are detached on entry, so gradients reach only the student and the strategy's own
+    parameters (if any: give `strategy.parameters()` to the optimiser too). Logits must be finite.
+    Subclasses set `name` (and `supports_features` if they have a feature term) and implement `distill_terms`.
+    """
+
+    name: ClassVar[str] = ""
+    uses_teachers: ClassVar[bool] = True
+    supports_features: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        num_teachers: int,
+        *,
+        temperature: float = 4.0,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 0.0,
+    ) -> None:
+        super().__init__()
+        minimum_teachers = 1 if self.uses_teachers else 0
+        if not isinstance(num_teachers, int) or isinstance(num_teachers, bool) or num_teachers < minimum_teachers:
+            raise self.config_error(f"needs an integer number of teachers >= {minimum_teachers}, got {num_teachers!r}")
+        self.num_teachers = num_teachers
+        self.temperature = self.number("temperature", temperature, positive=True)
+        self.alpha = self.number("alpha", alpha)
+        self.beta = self.number("beta", beta)
+        self.gamma = self.number("gamma", gamma)
+        if self.gamma and not self.supports_features:
+            raise self.config_error(f"has no feature term, so gamma must be 0 (got {gamma!r})")
+
+    @property
+    def uses_features(self) -> bool:
+        """True if `forward` needs student_features and teacher_features (a feature term with gamma > 0)."""
+        return self.supports_features and self.gamma > 0
+
+    def config_error(self, problem: str) -> ConfigError:
+        """A one-line ConfigError naming this strategy."""
+        return ConfigError(f"distillation strategy {self.name!r}: {problem}")
+
+    def number(self, key: str, value: object, *, positive: bool = False) -> float:
+        """Check that a hyper-parameter is a finite number >= 0 (> 0 if `positive`) and return it as a float."""
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise self.config_error(f"{key} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (positive and number == 0):
+            raise self.config_error(f"{key} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+        return number
+
+    def forward(
+        self,
+        student_logits: Tensor,
+        teacher_logits: TeacherLogits | None,
+        labels: Tensor,
+        student_features: Tensor | None = None,
+        teacher_features: Sequence[Tensor] | None = None,
+    ) -> DistillLoss:
+        """Loss of one batch: student (B, C), teachers (K, B, C) or K x (B, C), labels (B,), optional features."""
+        inputs = self._prepare(student_logits, teacher_logits, labels, student_features, teacher_features)
+        terms = self.distill_terms(inputs)
+        zero = student_logits.new_zeros(())
+        ce = F.cross_entropy(student_logits, labels)
+        feature = zero if terms.feature is None else terms.feature
+        auxiliary = zero if terms.auxiliary is None else terms.auxiliary
+        loss = self.alpha * ce + self.beta * terms.soft + self.gamma * feature + auxiliary
+        weights = terms.teacher_weights.detach()
+        return DistillLoss(
+            loss=loss,
+            ce=ce.detach(),
+            soft=terms.soft.detach(),
+            feature=feature.detach(),
+            teacher_weights=weights.mean(dim=1) if weights.dim() == 2 else weights,
+            auxiliary=auxiliary.detach(),
+        )
+
+    def distill_terms(self, inputs: DistillInputs) -> DistillTerms:
+        """The strategy's soft term, teacher weights and optional feature / auxiliary terms for one batch."""
+        raise NotImplementedError
+
+    def _prepare(
+        self,
+        student_logits: Tensor,
+        teacher_logits: TeacherLogits | None,
+        labels: Tensor,
+        student_features: Tensor | None,
+        teacher_features: Sequence[Tensor] | None,
+    ) -> DistillInputs:
+        """Check shapes, stack and detach the teachers."""
+        if student_logits.dim() != 2:
+            raise ValueError(f"student logits must be (B, C), got shape {tuple(student_logits.shape)}")
+        batch, classes = student_logits.shape
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must be ({batch},), got shape {tuple(labels.shape)}")
+        if self.uses_teachers:
+            teachers = _stack_teachers(teacher_logits)
+            if teachers.shape[0] != self.num_teachers:
+                raise self.config_error(f"was built for {self.num_teachers} teacher(s) but got {teachers.shape[0]}")
+            if teachers.shape[1:] != (batch, classes):
+                raise ValueError(f"teacher logits must be (K, {batch}, {classes}), got {tuple(teachers.shape)}")
+        else:
+            teachers = student_logits.new_zeros((0, batch, classes))
+        return DistillInputs(
+            student_logits=student_logits,
+            teacher_logits=teachers,
+            labels=labels,
+            student_features=None if student_features is None else student_features.flatten(1),
+            teacher_features=None if teacher_features is None else [f.detach().flatten(1) for f in teacher_features],
+        )
+
+
+def _stack_teachers(teacher_logits: TeacherLogits | None) -> Tensor:
+    """Teacher logits as one detached (K, B, C) tensor."""
+    if teacher_logits is None:
+        raise ValueError("teacher logits are required by this strategy")
+    if isinstance(teacher_logits, Tensor):
+        if teacher_logits.dim() != 3:
+            raise ValueError(f"teacher logits must be (K, B, C), got shape {tuple(teacher_logits.shape)}")
+        return teacher_logits.detach()
+    if len(teacher_logits) == 0:
+        raise ValueError("teacher logits: got an empty list")
+    return torch.stack([logits.detach() for logits in teacher_logits])
+
+
+def per_sample_weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
+    """mean_i sum_k w_ik v_ik for values (K, B) and weights (K, B) or (K,)."""
+    if weights.dim() == 1:
+        weights = weights.unsqueeze(1)
+    return (weights * values).sum(dim=0).mean()

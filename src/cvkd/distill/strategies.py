@@ -1,0 +1,79 @@
+"""The registry of distillation strategies: create one by name from configuration values."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from cvkd.distill.aekd import AdaptiveEnsemble
+from cvkd.distill.base import DistillStrategy
+from cvkd.distill.basic import (
+    AverageLosses,
+    AverageTargets,
+    EntropyWeighted,
+    FixedWeights,
+    HintonKD,
+    NoDistillation,
+)
+from cvkd.distill.camkd import ConfidenceAware
+from cvkd.distill.dkd import DecoupledEntropyWeighted
+from cvkd.distill.meta import MetaWeighted
+from cvkd.errors import ConfigError
+
+_STRATEGIES: dict[str, type[DistillStrategy]] = {
+    strategy.name: strategy
+    for strategy in (
+        NoDistillation,
+        HintonKD,
+        AverageTargets,
+        AverageLosses,
+        FixedWeights,
+        EntropyWeighted,
+        ConfidenceAware,
+        AdaptiveEnsemble,
+        DecoupledEntropyWeighted,
+        MetaWeighted,
+    )
+}
+
+
+def available_strategies() -> list[str]:
+    """Names accepted by `create_strategy`, sorted."""
+    return sorted(_STRATEGIES)
+
+
+def strategy_class(name: str) -> type[DistillStrategy]:
+    """The class registered under `name`; ConfigError listing the known names otherwise."""
+    try:
+        return _STRATEGIES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown distillation strategy {name!r}; known: {', '.join(available_strategies())}"
+        ) from None
+
+
+def strategy_parameters(name: str) -> dict[str, Any]:
+    """The hyper-parameters strategy `name` accepts, with their defaults (`inspect.Parameter.empty` if none)."""
+    parameters: dict[str, Any] = {}
+    for cls in strategy_class(name).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        signature = inspect.signature(init)
+        for parameter in signature.parameters.values():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                parameters.setdefault(parameter.name, parameter.default)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+    return parameters
+
+
+def create_strategy(name: str, num_teachers: int, **params: Any) -> DistillStrategy:
+    """Build strategy `name` for `num_teachers` teachers; unknown names or parameters raise ConfigError."""
+    known = strategy_parameters(name)
+    for key in params:
+        if key not in known:
+            raise ConfigError(
+                f"distillation strategy {name!r} has no parameter {key!r}; known: {', '.join(sorted(known))}"
+            )
+    return strategy_class(name)(num_teachers, **params)
