@@ -230,3 +230,23 @@ def test_yaml_tags_are_not_executed(tmp_path):
     cfg_file = write(tmp_path / "evil.yaml", "name: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="evil.yaml"):
         load_config(Run, cfg_file)
+
+
+def test_dict_field_inside_a_nested_dataclass_is_replaced_whole():
+    """Regression: giving `model.streams` in a file must not keep the default dict's other keys."""
+    from dataclasses import dataclass, field
+
+    from cvkd.config import config_from_dict
+
+    @dataclass
+    class Inner:
+        streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})
+        depth: int = 3
+
+    @dataclass
+    class Outer:
+        model: Inner = field(default_factory=Inner)
+
+    built = config_from_dict(Outer, {"model": {"streams": {"mv": "resnet18"}}})
+    assert built.model.streams == {"mv": "resnet18"}
+    assert built.model.depth == 3

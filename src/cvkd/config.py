@@ -318,7 +318,17 @@ def _merge_over_default(field: dataclasses.Field, value: Any) -> Any:
         return value
     if not (dataclasses.is_dataclass(default) and not isinstance(default, type)):
         return value
-    return deep_merge(config_to_dict(default), value)
+    return _merge_over_instance(default, value)
+
+
+def _merge_over_instance(default: Any, value: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `value` over a dataclass instance: nested dataclasses merge key by key, any other field is replaced whole."""
+    merged = config_to_dict(default)
+    for key, item in value.items():
+        current = getattr(default, key, None)
+        is_nested = dataclasses.is_dataclass(current) and not isinstance(current, type)
+        merged[key] = _merge_over_instance(current, item) if is_nested and isinstance(item, Mapping) else item
+    return merged
 
 
 # ---------------------------------------------------------------- public entry points

@@ -86,6 +86,14 @@ class TeacherSet(nn.Module):
             needed |= set(model.modalities) if teacher.output == FUSED else {teacher.output}
         return tuple(sorted(needed))
 
+    def feature_dims(self) -> list[int]:
+        """Penultimate feature width of every teacher (0 for a fused teacher, which has none)."""
+        dims = []
+        for teacher in self.teachers:
+            model = self.runs[teacher.run].model
+            dims.append(0 if teacher.output == FUSED else model.streams[teacher.output].feature_dim)
+        return dims
+
     def check_compatible(self, class_names: Sequence[str]) -> None:
         """Every teacher must score the student's classes in the student's label order."""
         for run, loaded in self.runs.items():

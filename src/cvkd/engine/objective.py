@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from cvkd.distill import DistillLoss, DistillStrategy, create_strategy
+from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
 from cvkd.engine.schema import RunConfig
 from cvkd.errors import ConfigError
 from cvkd.models.coviar import CoViAR
@@ -61,12 +61,32 @@ def trainable_streams(config: RunConfig, model: CoViAR) -> tuple[str, ...]:
     return trainable
 
 
-def build_strategies(config: RunConfig, trainable: Sequence[str], num_teachers: int, feature_dims=None) -> dict[str, DistillStrategy]:
-    """One strategy per trainable stream, from `distill.strategy` and `distill.params`."""
+def build_strategies(
+    config: RunConfig, model: CoViAR, trainable: Sequence[str], teacher_feature_dims: Sequence[int]
+) -> dict[str, DistillStrategy]:
+    """One strategy per trainable stream, from `distill.strategy` and `distill.params`.
+
+    Sizes a strategy needs and the config cannot know are filled in: `num_classes` (meta), and the student's and
+    teachers' feature widths (CA-MKD's feature adapters).
+    """
     name = config.distill.strategy
+    num_teachers = len(teacher_feature_dims)
     if num_teachers == 0 and name != "none":
         raise ConfigError(f"distill.strategy is {name!r} but distill.teachers is empty")
-    return {m: create_strategy(name, num_teachers, **dict(config.distill.params)) for m in trainable}
+    known = strategy_parameters(name)
+    strategies = {}
+    for modality in trainable:
+        params = dict(config.distill.params)
+        inferred = {
+            "num_classes": model.num_classes,
+            "student_dim": model.streams[modality].feature_dim,
+            "teacher_dims": list(teacher_feature_dims),
+        }
+        for key, value in inferred.items():
+            if key in known and params.get(key) is None:
+                params[key] = value
+        strategies[modality] = create_strategy(name, num_teachers, **params)
+    return strategies
 
 
 def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.optim.Optimizer:

@@ -85,8 +85,8 @@ class _Trainer:
         self.model = build_model(config, len(self.class_names)).to(runtime.device)
         self._initialise_streams()
         self.trainable = trainable_streams(config, self.model)
-        num_teachers = len(self.teachers.teachers) if self.teachers else 0
-        strategies = build_strategies(config, self.trainable, num_teachers)
+        teacher_dims = self.teachers.feature_dims() if self.teachers else []
+        strategies = build_strategies(config, self.model, self.trainable, teacher_dims)
         self.objective = StreamObjective(self.model, self.trainable, strategies).to(runtime.device)
         for modality in config.model.frozen:
             self.model.streams[modality].requires_grad_(False)

@@ -1,0 +1,51 @@
+"""`cvkd test`: CoViAR's test protocol (25 segments x 10 crops) or a cheaper one, on a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `cvkd test`."""
+    parser = subparsers.add_parser("test", help="test a trained run: top-1/top-5/mean-class accuracy, scores, confusion")
+    parser.add_argument("run", metavar="RUN_OR_CKPT", help="run folder (its best checkpoint) or a checkpoint file")
+    parser.add_argument("--split", default="test", help="dataset split to test on (default test)")
+    parser.add_argument("--segments", type=int, default=25, help="frames per video (default 25, CoViAR)")
+    parser.add_argument("--crops", type=int, default=10, choices=(1, 10), help="1 centre crop or 10 crops (default)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data-root", default=None, help="dataset folder, if not the one the run was trained on")
+    parser.add_argument("--save-scores", type=Path, default=None, metavar="FILE",
+                        help="write fused scores to FILE.npz (and each stream to FILE_<stream>.npz)")
+    parser.add_argument("--plots", type=Path, default=None, metavar="DIR", help="write a confusion matrix PNG here")
+    parser.add_argument("--json", action="store_true", help="print metrics as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """A Markdown table: one row per stream and the fused model."""
+    lines = ["| scores | top-1 % | top-5 % | mean class % | videos |", "|---|---:|---:|---:|---:|"]
+    for key, m in metrics.items():
+        lines.append(f"| {key} | {m.top1:.2f} | {m.top5:.2f} | {m.mean_class:.2f} | {m.n} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Test and print the metrics table."""
+    from cvkd.engine.protocol import evaluate_run
+
+    report = evaluate_run(
+        args.run, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
+        workers=args.workers, save_scores_to=args.save_scores, plots_dir=args.plots, data_root=args.data_root,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps({key: m.as_dict() for key, m in report.metrics.items()}))
+    else:
+        print(format_metrics_table(report.metrics))
+        for path in report.files:
+            print(f"wrote {path}")
+    return 0
