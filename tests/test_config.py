@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from cvkd.config import apply_overrides, config_to_dict, load_config, save_config
+from cvkd.config import apply_overrides, config_from_dict, config_to_dict, load_config, save_config
 from cvkd.errors import ConfigError
 
 
@@ -232,21 +232,20 @@ def test_yaml_tags_are_not_executed(tmp_path):
         load_config(Run, cfg_file)
 
 
+
+@dataclass
+class _StreamsInner:
+    streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})
+    depth: int = 3
+
+
+@dataclass
+class _StreamsOuter:
+    model: _StreamsInner = field(default_factory=_StreamsInner)
+
+
 def test_dict_field_inside_a_nested_dataclass_is_replaced_whole():
     """Regression: giving `model.streams` in a file must not keep the default dict's other keys."""
-    from dataclasses import dataclass, field
-
-    from cvkd.config import config_from_dict
-
-    @dataclass
-    class Inner:
-        streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})
-        depth: int = 3
-
-    @dataclass
-    class Outer:
-        model: Inner = field(default_factory=Inner)
-
-    built = config_from_dict(Outer, {"model": {"streams": {"mv": "resnet18"}}})
+    built = config_from_dict(_StreamsOuter, {"model": {"streams": {"mv": "resnet18"}}})
     assert built.model.streams == {"mv": "resnet18"}
     assert built.model.depth == 3
