@@ -17,6 +17,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = final.suffix if suffix is None else suffix
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -26,6 +27,13 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(final: str | os.PathLike, data: bytes) -> None:

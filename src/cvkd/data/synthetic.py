@@ -1,0 +1,283 @@
+"""Generate the built-in synthetic action benchmark: procedurally rendered clips encoded the way CoViAR reads them.
+
+Layout written under OUT (paths in the lists are relative to OUT):
+
+    videos/<class>/<class>_<idx:03d>.mp4   MPEG-4 Part 2, GOP 12, no B-frames, fixed quantiser, 25 fps
+    classes.txt                            one class name per line; line i is label i
+    train.csv, val.csv, test.csv           header `path,label`, rows `videos/<class>/<file>.mp4,<label>`
+    synth.json                             the settings and the class catalogue used
+    contact_sheet.png                      one row per class: frames and a motion sketch of its first video
+
+Every video is drawn from its own generator seeded by (seed, class index, video index), so the bytes depend on the
+settings only, never on the number of workers or their order. Files are written atomically; an interrupted run
+resumes by skipping the videos that exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
+from cvkd.data.synthetic_catalogue import CLASS_CATALOGUE, DEFAULT_CLASSES, ClassSpec
+from cvkd.data.synthetic_render import Scene, draw_scene, render_clip, sample_scene
+from cvkd.data.synthetic_sheet import SheetRow, save_contact_sheet
+from cvkd.errors import ConfigError, DatasetError
+from cvkd.fileio import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "CLASS_CATALOGUE", "ClassSpec", "SynthSettings", "SynthSummary", "generate_synthetic", "render_clip",
+    "render_video", "split_of", "video_relpath", "video_rng",
+]
+
+GOP = 12
+FPS = 25
+DEFAULT_VIDEOS_PER_CLASS = 30
+DEFAULT_SIZE = (112, 112)
+DEFAULT_FRAMES = 36
+DEFAULT_Q = 5
+DEFAULT_SEED = 0
+MIN_SIDE = 32
+RENDERER_VERSION = 1  # bump when the same settings would render different pixels
+SPLITS = ("train", "val", "test")
+HELD_OUT_FRACTION = 0.2  # each of val and test
+MANIFEST = "synth.json"
+CONTACT_SHEET = "contact_sheet.png"
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """What to generate; two runs with equal settings write identical files."""
+
+    classes: int = DEFAULT_CLASSES
+    videos_per_class: int = DEFAULT_VIDEOS_PER_CLASS
+    size: tuple[int, int] = DEFAULT_SIZE  # (width, height)
+    frames: int = DEFAULT_FRAMES
+    seed: int = DEFAULT_SEED
+    q: int = DEFAULT_Q
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("classes", 1 <= self.classes <= len(CLASS_CATALOGUE),
+             f"must be 1..{len(CLASS_CATALOGUE)} (the catalogue's size), got {self.classes}"),
+            ("videos_per_class", self.videos_per_class >= 1, f"must be >= 1, got {self.videos_per_class}"),
+            ("size", len(self.size) == 2 and all(side >= MIN_SIDE and side % 16 == 0 for side in self.size),
+             f"width and height must be multiples of 16 and at least {MIN_SIDE}, got {_size_text(self.size)}"),
+            ("frames", self.frames >= 1, f"must be >= 1, got {self.frames}"),
+            ("seed", self.seed >= 0, f"must be >= 0, got {self.seed}"),
+            ("q", 1 <= self.q <= 31, f"must be 1..31 (MPEG-4 quantiser), got {self.q}"),
+        )
+        for key, valid, problem in checks:
+            if not valid:
+                raise ConfigError(f"synth {key}: {problem}")
+
+    @property
+    def specs(self) -> tuple[ClassSpec, ...]:
+        """The catalogue entries in use, in label order."""
+        return CLASS_CATALOGUE[: self.classes]
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as JSON data, with the fixed encoding parameters and the renderer version."""
+        return {
+            "classes": self.classes, "videos_per_class": self.videos_per_class, "width": self.size[0],
+            "height": self.size[1], "frames": self.frames, "seed": self.seed, "q": self.q, "gop": GOP, "fps": FPS,
+            "renderer_version": RENDERER_VERSION,
+        }
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `generate_synthetic` did."""
+
+    out: Path
+    class_names: tuple[str, ...]
+    videos_written: int
+    videos_skipped: int
+    split_sizes: dict[str, int]
+    seconds: float
+
+
+def _size_text(size: Iterable[int]) -> str:
+    return "x".join(str(side) for side in size)
+
+
+def video_rng(seed: int, class_index: int, video_index: int) -> np.random.Generator:
+    """The generator that draws video `video_index` of class `class_index`."""
+    return np.random.default_rng([seed, class_index, video_index])
+
+
+def video_relpath(class_name: str, video_index: int) -> str:
+    """Where a video lives, relative to the dataset root."""
+    return f"videos/{class_name}/{class_name}_{video_index:03d}.mp4"
+
+
+def split_sizes(videos_per_class: int) -> dict[str, int]:
+    """How many videos of each class go to train, val and test (20 % each held out, rounded half up)."""
+    held_out = int(videos_per_class * HELD_OUT_FRACTION + 0.5)
+    return {"train": videos_per_class - 2 * held_out, "val": held_out, "test": held_out}
+
+
+def split_of(video_index: int, videos_per_class: int) -> str:
+    """The split of a video: the first indices train, the next val, the last test."""
+    sizes = split_sizes(videos_per_class)
+    if video_index < sizes["train"]:
+        return "train"
+    return "val" if video_index < sizes["train"] + sizes["val"] else "test"
+
+
+def render_video(settings: SynthSettings, class_index: int, video_index: int) -> tuple[Scene, np.ndarray]:
+    """The scene and (F, H, W, 3) uint8 frames of one video of the benchmark."""
+    rng = video_rng(settings.seed, class_index, video_index)
+    scene = sample_scene(settings.specs[class_index], rng, settings.size, settings.frames)
+    return scene, draw_scene(scene)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One video to render and encode (picklable, for worker processes)."""
+
+    out: Path
+    settings: SynthSettings
+    class_index: int
+    video_index: int
+
+    @property
+    def path(self) -> Path:
+        """Where this job's video goes."""
+        return self.out / video_relpath(self.settings.specs[self.class_index].name, self.video_index)
+
+
+def _encode_job(job: _Job) -> None:
+    """Render and encode one video (runs in a worker process)."""
+    _, frames = render_video(job.settings, job.class_index, job.video_index)
+    width, height = job.settings.size
+    encode_rgb_frames(frames, job.path, EncodeSettings(gop=GOP, width=width, height=height, q=job.settings.q), fps=FPS)
+
+
+def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
+    """Run `jobs` on `workers` processes (in this one if a single worker suffices), with a progress bar."""
+    with tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                _encode_job(job)
+                bar.update()
+            return
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for _ in pool.imap_unordered(_encode_job, jobs):
+                bar.update()
+
+
+def _manifest(settings: SynthSettings) -> dict[str, Any]:
+    sizes = split_sizes(settings.videos_per_class)
+    return {
+        "generator": "cvkd synth",
+        "settings": settings.as_json(),
+        "class_names": [spec.name for spec in settings.specs],
+        "catalogue": [dataclasses.asdict(spec) for spec in settings.specs],
+        "split_sizes": {split: count * settings.classes for split, count in sizes.items()},
+    }
+
+
+def _claim_directory(out: Path, settings: SynthSettings, force: bool) -> None:
+    """Refuse to mix datasets: OUT must be new, or hold one made with the same settings (unless forced)."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a directory")
+    manifest_path = out / MANIFEST
+    wanted = settings.as_json()
+    if manifest_path.exists():
+        try:
+            found = json.loads(manifest_path.read_text(encoding="utf-8"))["settings"]
+        except (ValueError, KeyError, TypeError):
+            found = {}
+        if found != wanted and not force:
+            changed = ", ".join(f"{key} {found.get(key)} -> {value}" for key, value in wanted.items()
+                                if found.get(key) != value)
+            raise DatasetError(f"{manifest_path}: holds a dataset made with other settings ({changed}); "
+                               "pass --force to replace it or choose another directory")
+    elif (out / "videos").is_dir() and any((out / "videos").iterdir()) and not force:
+        raise DatasetError(f"{out / 'videos'}: exists without {MANIFEST}; pass --force to replace it")
+    atomic_write_json(manifest_path, _manifest(settings))
+
+
+def _tidy_videos(out: Path, expected: set[Path], remove_unexpected: bool) -> None:
+    """Delete temporary files left by an interrupted run and, if asked, benchmark videos outside `expected`."""
+    for spec in CLASS_CATALOGUE:
+        folder = out / "videos" / spec.name
+        if not folder.is_dir():
+            continue
+        for leftover in folder.glob(f".{spec.name}_*.tmp.mp4"):
+            leftover.unlink(missing_ok=True)
+        if remove_unexpected:
+            pattern = re.compile(rf"{re.escape(spec.name)}_\d{{3,}}\.mp4")
+            for video in folder.iterdir():
+                if pattern.fullmatch(video.name) and video not in expected:
+                    video.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _write_lists(out: Path, settings: SynthSettings) -> None:
+    """Write classes.txt and the three split CSVs."""
+    names = [spec.name for spec in settings.specs]
+    atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in names))
+    rows: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for label, name in enumerate(names):
+        for index in range(settings.videos_per_class):
+            rows[split_of(index, settings.videos_per_class)].append(f"{video_relpath(name, index)},{label}\n")
+    for split in SPLITS:
+        atomic_write_text(out / f"{split}.csv", "path,label\n" + "".join(rows[split]))
+
+
+def write_contact_sheet(path: str | os.PathLike, settings: SynthSettings) -> None:
+    """Render videos 0 and 1 of every class and save the contact sheet PNG at `path`."""
+    rows = []
+    for class_index, spec in enumerate(settings.specs):
+        scene, clip = render_video(settings, class_index, 0)
+        other = render_video(settings, class_index, 1)[1][0]
+        rows.append(SheetRow(spec.name, spec.summary, clip, scene.main.centre, other))
+    save_contact_sheet(path, rows)
+
+
+def generate_synthetic(
+    out: str | os.PathLike,
+    classes: int = DEFAULT_CLASSES,
+    videos_per_class: int = DEFAULT_VIDEOS_PER_CLASS,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    frames: int = DEFAULT_FRAMES,
+    seed: int = DEFAULT_SEED,
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    q: int = DEFAULT_Q,
+) -> SynthSummary:
+    """Generate the benchmark under `out` (size is (width, height)); existing videos are kept unless `force`."""
+    started = time.perf_counter()
+    settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ConfigError(f"synth workers: must be >= 1, got {workers}")
+    out = Path(out)
+    _claim_directory(out, settings, force)
+    jobs = [_Job(out, settings, class_index, video_index)
+            for class_index in range(settings.classes) for video_index in range(settings.videos_per_class)]
+    _tidy_videos(out, {job.path for job in jobs}, remove_unexpected=force)
+    todo = [job for job in jobs if force or not job.path.exists()]
+    _run_jobs(todo, workers, progress)
+    _write_lists(out, settings)
+    write_contact_sheet(out / CONTACT_SHEET, settings)
+    sizes = split_sizes(settings.videos_per_class)
+    return SynthSummary(
+        out=out, class_names=tuple(spec.name for spec in settings.specs), videos_written=len(todo),
+        videos_skipped=len(jobs) - len(todo), split_sizes={split: n * settings.classes for split, n in sizes.items()},
+        seconds=time.perf_counter() - started,
+    )
