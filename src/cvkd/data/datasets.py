@@ -1,0 +1,189 @@
+"""`CompressedVideoDataset`: map-style samples of several compressed-domain modalities sharing one view; its loader."""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+
+from cvkd.codec.reader import CompressedVideo
+from cvkd.data.lists import VideoList
+from cvkd.data.sampling import ViewSpec, eval_view, frame_for_modality, train_view
+from cvkd.data.transforms import check_modality, render_sample, shared_scales
+
+TEST_CROPS = (1, 10)
+
+
+class CompressedVideoDataset(Dataset):
+    """TSN-sampled videos as CoViAR inputs: each item holds every requested modality for the same frames and crops.
+
+    An item is a dict:
+      - one float32 tensor per modality, (S, C, H, W); with `test_crops=10`, (S * 10, C, H, W) segments-major
+        (index s * 10 + c: crop c of segment s, crops in `sampling.ten_crops` order);
+      - "label" (int), "index" (int), "video" (relative path), "frames" (LongTensor (S,): sampled frames before the
+        per-modality mapping), "view" (`ViewSpec.to_tensors()`; `sampling.views_from_batch` undoes the collation).
+    Training views are drawn from a generator seeded by (seed, epoch, index): the same in any worker and on resume.
+    Call `set_epoch` before iterating an epoch (the value is shared with persistent worker processes).
+    """
+
+    def __init__(
+        self,
+        video_list: VideoList,
+        modalities: Sequence[str] = ("iframe", "mv", "residual"),
+        num_segments: int = 3,
+        train: bool = True,
+        crop_size: int | tuple[int, int] = 224,
+        test_crops: int = 1,
+        accumulate: bool = True,
+        seed: int = 0,
+        scales: Sequence[float] | None = None,
+        cache_size: int = 8,
+    ) -> None:
+        if not modalities:
+            raise ValueError("at least one modality is needed")
+        for modality in modalities:
+            check_modality(modality)
+        if test_crops not in TEST_CROPS:
+            raise ValueError(f"test_crops must be 1 (centre crop) or 10 (ten-crop), got {test_crops}")
+        if num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        self.video_list = video_list
+        self.modalities = tuple(dict.fromkeys(modalities))
+        self.num_segments = num_segments
+        self.train = train
+        self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+        self.test_crops = test_crops
+        self.accumulate = accumulate
+        self.seed = seed
+        # One crop serves all modalities, so by default only the scales every requested modality allows.
+        self.scales = tuple(scales) if scales is not None else shared_scales(self.modalities)
+        self.cache_size = cache_size
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
+        self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.video_list)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in label order."""
+        return self.video_list.classes
+
+    @property
+    def epoch(self) -> int:
+        """The epoch that training views are drawn for."""
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw training views for `epoch` from now on (in this process and in its data-loader workers)."""
+        self._epoch.fill_(int(epoch))
+
+    def video(self, index: int) -> CompressedVideo:
+        """The open `CompressedVideo` of item `index`, from this process's small LRU cache."""
+        path = str(self.video_list.path(index))
+        video = self._videos.pop(path, None)
+        if video is None:
+            video = CompressedVideo(path)
+        self._videos[path] = video
+        while len(self._videos) > self.cache_size:
+            self._videos.popitem(last=False)[1].close()
+        return video
+
+    def sample_view(self, index: int, epoch: int | None = None) -> ViewSpec:
+        """The view item `index` gets in `epoch` (default: the current one); deterministic for evaluation."""
+        video = self.video(index)
+        if not self.train:
+            return eval_view(video.num_frames, self.num_segments, self.crop_size, self.test_crops)
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return train_view(
+            video.num_frames, self.num_segments, (video.height, video.width), self.crop_size, self.scales, rng
+        )
+
+    def load_view(self, index: int, view: ViewSpec) -> dict[str, Any]:
+        """Item `index` rendered with a given `view` (e.g. one stored earlier), every GOP decoded once."""
+        video = self.video(index)
+        wanted = {
+            modality: [frame_for_modality(f, modality, video.gop_starts, video.num_frames) for f in view.frames]
+            for modality in self.modalities
+        }
+        frames = sorted({f for chosen in wanted.values() for f in chosen})
+        loaded = video.load_many(frames, self.modalities, self.accumulate)
+        slot = {frame: i for i, frame in enumerate(frames)}
+        arrays = {modality: [loaded[modality][slot[f]] for f in chosen] for modality, chosen in wanted.items()}
+        relative, label = self.video_list[index]
+        item: dict[str, Any] = dict(render_sample(arrays, view))
+        item.update(
+            label=label,
+            index=index,
+            video=relative,
+            frames=torch.tensor(view.frames, dtype=torch.long),
+            view=view.to_tensors(),
+        )
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        return self.load_view(index, self.sample_view(index))
+
+    def __getstate__(self) -> dict:
+        """Pickle without open videos: every worker process opens its own."""
+        state = self.__dict__.copy()
+        state["_videos"] = OrderedDict()
+        return state
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int = 0,
+    distributed: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader with reproducible, epoch-seeded shuffling (call `set_loader_epoch` each epoch).
+
+    `distributed=True` (torch.distributed initialised) shards the data with a DistributedSampler; otherwise a
+    single-replica DistributedSampler gives the same seed+epoch permutation, so a resumed run shuffles identically.
+    """
+    if distributed:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("distributed loading needs torch.distributed initialised (launch with torchrun)")
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+    )
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell a loader's sampler and dataset which epoch comes next (shuffling order and training views)."""
+    for part in (loader.sampler, loader.dataset):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and `random` in a data-loader worker from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)

@@ -1,0 +1,362 @@
+"""Labelled video lists: UCF-101 and HMDB-51 official splits, class folders, CSV files and cvkd's own layout.
+
+Every constructor returns a `VideoList`: a root folder, `(relative path, label)` pairs and the class names in label
+order (label i is `classes[i]`). Bad input raises `DatasetError` naming the file (and line) at fault.
+"""
+
+from __future__ import annotations
+
+import csv as csv_module
+import io
+import os
+import random
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from cvkd.errors import DatasetError
+from cvkd.fileio import atomic_write_text
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg")
+SUBSETS = ("train", "val", "test")
+OFFICIAL_SPLITS = (1, 2, 3)
+UCF101_ANNOTATIONS = "ucfTrainTestlist"
+HMDB51_ANNOTATIONS = "testTrainMulti_7030_splits"
+CLASSES_FILE = "classes.txt"
+_HMDB51_CODES = {"train": "1", "test": "2"}
+
+
+@dataclass(frozen=True)
+class VideoList:
+    """Videos under `root` as `(relative path, label)` pairs, with the class names in label order."""
+
+    root: Path
+    items: tuple[tuple[str, int], ...]
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "items", tuple((str(p), int(label)) for p, label in self.items))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        for relative, label in self.items:
+            if not 0 <= label < len(self.classes):
+                raise DatasetError(f"{self.root / relative}: label {label} out of range 0..{len(self.classes) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> tuple[str, int]:
+        return self.items[index]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (labels run from 0 to num_classes - 1)."""
+        return len(self.classes)
+
+    @property
+    def labels(self) -> list[int]:
+        """The label of every video, in list order."""
+        return [label for _, label in self.items]
+
+    def path(self, index: int) -> Path:
+        """Absolute location of video `index`."""
+        return self.root / self.items[index][0]
+
+    def with_root(self, new_root: str | os.PathLike, suffix: str | None = ".mp4") -> "VideoList":
+        """The same videos under `new_root`, each relative path's extension replaced by `suffix` (None keeps it)."""
+        items = tuple((replace_suffix(p, suffix), label) for p, label in self.items)
+        return replace(self, root=Path(new_root), items=items)
+
+    def select(self, indices: Iterable[int]) -> "VideoList":
+        """A list holding only the videos at `indices` (same root and classes)."""
+        return replace(self, items=tuple(self.items[i] for i in indices))
+
+    def without(self, relative_paths: Iterable[str]) -> "VideoList":
+        """A list without the videos whose relative path is in `relative_paths`."""
+        dropped = set(relative_paths)
+        return replace(self, items=tuple(item for item in self.items if item[0] not in dropped))
+
+    # -- constructors ---------------------------------------------------------------------------------------------
+    @classmethod
+    def ucf101(
+        cls,
+        root: str | os.PathLike,
+        split: int = 1,
+        subset: str = "train",
+        annotation_dir: str | os.PathLike | None = None,
+    ) -> "VideoList":
+        """UCF-101 official split `split` (1-3), `subset` 'train' or 'test'; videos at root/<Class>/<video>.avi."""
+        _check_split(split)
+        _check_subset(subset, ("train", "test"))
+        root = Path(root)
+        folder = _find_annotations(root, annotation_dir, UCF101_ANNOTATIONS, "classInd.txt")
+        classes = _read_ucf101_classes(folder / "classInd.txt")
+        list_file = folder / f"{subset}list0{split}.txt"
+        return cls(root, tuple(_read_ucf101_list(list_file, classes, labelled=subset == "train")), classes)
+
+    @classmethod
+    def hmdb51(
+        cls,
+        root: str | os.PathLike,
+        split: int = 1,
+        subset: str = "train",
+        annotation_dir: str | os.PathLike | None = None,
+    ) -> "VideoList":
+        """HMDB-51 official split `split` (1-3), `subset` 'train' or 'test'; videos at root/<class>/<video>.avi."""
+        _check_split(split)
+        _check_subset(subset, ("train", "test"))
+        root = Path(root)
+        pattern = f"*_test_split{split}.txt"
+        folder = _find_annotations(root, annotation_dir, HMDB51_ANNOTATIONS, pattern)
+        split_files = sorted(folder.glob(pattern))
+        suffix = pattern[1:]
+        classes = tuple(sorted(f.name[: -len(suffix)] for f in split_files))
+        items = []
+        for label, name in enumerate(classes):
+            items.extend(_read_hmdb51_split(folder / f"{name}{suffix}", name, label, _HMDB51_CODES[subset]))
+        return cls(root, tuple(items), classes)
+
+    @classmethod
+    def folder(cls, root: str | os.PathLike, classes: Sequence[str] | None = None) -> "VideoList":
+        """Videos at root/<class>/<video>; classes are the sub-folders holding videos, alphabetical, unless given."""
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: no such folder")
+        found = {
+            entry.name: sorted(_video_files(entry))
+            for entry in root.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        }
+        found = {name: videos for name, videos in found.items() if videos}
+        if not found:
+            raise DatasetError(f"{root}: no videos found in class folders root/<class>/<video> ({_extensions()})")
+        if classes is None:
+            classes = sorted(found)
+        classes = tuple(classes)
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DatasetError(f"{root / unknown[0]}: class folder not among the {len(classes)} known classes")
+        items = [(f"{name}/{video}", label) for label, name in enumerate(classes) for video in found.get(name, [])]
+        return cls(root, tuple(items), classes)
+
+    @classmethod
+    def csv(cls, path: str | os.PathLike, classes: Sequence[str] | None = None) -> "VideoList":
+        """Rows `path,label` (header optional; label an index or a class name; paths relative to the CSV's folder).
+
+        Without `classes`, integer labels give classes named '0'..'max' and class names give alphabetical classes.
+        """
+        path = Path(path)
+        rows = _read_csv_rows(path)
+        if classes is None:
+            classes = _classes_from_labels(path, rows)
+        classes = tuple(classes)
+        items = tuple((video, _parse_label(path, line, label, classes)) for line, video, label in rows)
+        return cls(path.parent, items, classes)
+
+    @classmethod
+    def cvkd_dataset(cls, root: str | os.PathLike, subset: str = "train") -> "VideoList":
+        """The layout written by `cvkd synth` and `cvkd prepare`: ROOT/classes.txt and ROOT/{train,val,test}.csv."""
+        _check_subset(subset, SUBSETS)
+        root = Path(root)
+        classes = read_classes(root / CLASSES_FILE)
+        return cls.csv(root / f"{subset}.csv", classes)
+
+
+def missing_videos(video_list: VideoList) -> list[str]:
+    """Relative paths of every listed video that is not a file on disk."""
+    return [relative for relative, _ in video_list.items if not (video_list.root / relative).is_file()]
+
+
+def hold_out(video_list: VideoList, fraction: float, seed: int = 0) -> tuple[VideoList, VideoList]:
+    """Split off a deterministic, class-stratified `fraction` of the videos: returns (kept, held out)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    by_class: dict[int, list[int]] = {}
+    for index, (_, label) in enumerate(video_list.items):
+        by_class.setdefault(label, []).append(index)
+    held: set[int] = set()
+    for label in sorted(by_class):
+        members = by_class[label]
+        count = min(round(fraction * len(members)), len(members) - 1)
+        held.update(random.Random(f"{seed}:{label}").sample(members, max(count, 0)))
+    kept = [i for i in range(len(video_list)) if i not in held]
+    return video_list.select(kept), video_list.select(sorted(held))
+
+
+def read_classes(path: str | os.PathLike) -> tuple[str, ...]:
+    """Read a classes file: one class name per line, line i naming label i."""
+    path = Path(path)
+    lines = _read_lines(path)
+    classes = [text for _, text in lines]
+    for line, text in lines:
+        if classes.count(text) > 1:
+            raise DatasetError(f"{path}:{line}: class {text!r} listed twice")
+    if not classes:
+        raise DatasetError(f"{path}: no classes listed")
+    return tuple(classes)
+
+
+def write_dataset(
+    root: str | os.PathLike, classes: Sequence[str], splits: Mapping[str, Iterable[tuple[str, int]]]
+) -> None:
+    """Write cvkd's dataset layout: ROOT/classes.txt and ROOT/<subset>.csv (`path,label`, paths relative to ROOT)."""
+    root = Path(root)
+    for subset in splits:
+        _check_subset(subset, SUBSETS)
+    for subset, items in splits.items():
+        buffer = io.StringIO()
+        writer = csv_module.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "label"])
+        writer.writerows([relative, int(label)] for relative, label in items)
+        atomic_write_text(root / f"{subset}.csv", buffer.getvalue())
+    atomic_write_text(root / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+def _check_split(split: int) -> None:
+    if split not in OFFICIAL_SPLITS:
+        raise DatasetError(f"split must be one of {OFFICIAL_SPLITS}, got {split!r}")
+
+
+def _check_subset(subset: str, allowed: Sequence[str]) -> None:
+    if subset not in allowed:
+        raise DatasetError(f"subset must be one of {', '.join(allowed)}, got {subset!r}")
+
+
+def _extensions() -> str:
+    return " ".join(VIDEO_EXTENSIONS)
+
+
+def _video_files(folder: Path) -> list[str]:
+    """Names of the video files directly inside `folder`."""
+    return [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+
+
+def replace_suffix(relative: str, suffix: str | None) -> str:
+    """`relative` (a POSIX relative path) with its extension replaced by `suffix` (None keeps it)."""
+    if suffix is None:
+        return relative
+    return PurePosixPath(relative).with_suffix(suffix).as_posix()
+
+
+def _find_annotations(root: Path, given: str | os.PathLike | None, default_name: str, wanted: str) -> Path:
+    """The folder holding `wanted` (a name or glob): `given` (or its `default_name` child), else beside the videos."""
+    if given is not None:
+        candidates = [Path(given), Path(given) / default_name]
+    else:
+        candidates = [root / default_name, root.parent / default_name, root]
+    for folder in candidates:
+        if any(folder.glob(wanted)):
+            return folder
+    raise DatasetError(f"{candidates[0] / wanted}: missing annotation file (give the folder with --annotations)")
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank, stripped lines of a text file with their 1-based line numbers."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read ({error})") from None
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _read_ucf101_classes(path: Path) -> tuple[str, ...]:
+    """classInd.txt: lines `<1-based index> <ClassName>`, numbered 1..N in order."""
+    names: list[str] = []
+    for line, text in _read_lines(path):
+        match = re.fullmatch(r"(\d+)\s+(\S+)", text)
+        if not match:
+            raise DatasetError(f"{path}:{line}: expected '<index> <ClassName>', got {text!r}")
+        if int(match.group(1)) != len(names) + 1:
+            raise DatasetError(f"{path}:{line}: class index {match.group(1)} out of order (expected {len(names) + 1})")
+        names.append(match.group(2))
+    if not names:
+        raise DatasetError(f"{path}: no classes listed")
+    return tuple(names)
+
+
+def _read_ucf101_list(path: Path, classes: tuple[str, ...], labelled: bool) -> Iterator[tuple[str, int]]:
+    """trainlist0k.txt (`Class/video.avi <1-based label>`) or testlist0k.txt (`Class/video.avi`, label from folder)."""
+    by_name = {name: label for label, name in enumerate(classes)}
+    by_lower = {name.lower(): label for label, name in enumerate(classes)}
+    for line, text in _read_lines(path):
+        parts = text.split()
+        if len(parts) != (2 if labelled else 1) or "/" not in parts[0]:
+            form = "'<Class>/<video> <label>'" if labelled else "'<Class>/<video>'"
+            raise DatasetError(f"{path}:{line}: expected {form}, got {text!r}")
+        video = parts[0]
+        folder = video.split("/")[0]
+        folder_label = by_name.get(folder, by_lower.get(folder.lower()))
+        if labelled:
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
+                raise DatasetError(f"{path}:{line}: label {parts[1]!r} out of range 1..{len(classes)}")
+            label = int(parts[1]) - 1
+        else:
+            if folder_label is None:
+                raise DatasetError(f"{path}:{line}: unknown class {folder!r} (not in classInd.txt)")
+            label = folder_label
+        yield video, label
+
+
+def _read_hmdb51_split(path: Path, name: str, label: int, wanted: str) -> Iterator[tuple[str, int]]:
+    """`<class>_test_split<k>.txt`: lines `<video>.avi <0|1|2>`; yield the videos marked `wanted`."""
+    for line, text in _read_lines(path):
+        parts = text.split()
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DatasetError(f"{path}:{line}: expected '<video>.avi <0|1|2>', got {text!r}")
+        if parts[1] == wanted:
+            yield f"{name}/{parts[0]}", label
+
+
+def _read_csv_rows(path: Path) -> list[tuple[int, str, str]]:
+    """(line, path, label text) for every data row of a `path,label` CSV; a `path,label` header is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such list file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read ({error})") from None
+    rows = []
+    reader = csv_module.reader(io.StringIO(text))
+    for fields in reader:
+        line = reader.line_num
+        if not fields or not "".join(fields).strip():
+            continue
+        if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+            raise DatasetError(f"{path}:{line}: expected 'path,label', got {','.join(fields)!r}")
+        video, label = fields[0].strip(), fields[1].strip()
+        if not rows and (video.lower(), label.lower()) == ("path", "label"):
+            continue
+        rows.append((line, video, label))
+    if not rows:
+        raise DatasetError(f"{path}: no videos listed")
+    return rows
+
+
+def _classes_from_labels(path: Path, rows: list[tuple[int, str, str]]) -> tuple[str, ...]:
+    """Class names implied by a CSV's labels: '0'..'max' for integers, the sorted names otherwise."""
+    numeric = [label.isdigit() for _, _, label in rows]
+    if all(numeric):
+        return tuple(str(i) for i in range(max(int(label) for _, _, label in rows) + 1))
+    if any(numeric):
+        line = rows[numeric.index(True)][0]
+        raise DatasetError(f"{path}:{line}: mixes integer labels with class names; pass the class list")
+    return tuple(sorted({label for _, _, label in rows}))
+
+
+def _parse_label(path: Path, line: int, text: str, classes: tuple[str, ...]) -> int:
+    """A CSV label: an index into `classes` or one of their names."""
+    if text in classes:
+        return classes.index(text)
+    if text.lstrip("-").isdigit():
+        label = int(text)
+        if not 0 <= label < len(classes):
+            raise DatasetError(f"{path}:{line}: label {label} out of range 0..{len(classes) - 1}")
+        return label
+    raise DatasetError(f"{path}:{line}: unknown class {text!r}")

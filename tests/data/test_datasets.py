@@ -1,0 +1,112 @@
+"""CompressedVideoDataset with the real reader on a tiny encoded clip: shapes, views, reproducibility, loaders."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cvkd.codec.reader import CompressedVideo
+from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
+from cvkd.data.lists import VideoList
+from cvkd.data.sampling import Crop, ViewSpec, views_from_batch
+from cvkd.data.transforms import normalise, to_tensor
+from cvkd.errors import VideoError
+
+
+@pytest.fixture
+def videos(tmp_path, clip_path) -> VideoList:
+    for name in ("walk/a.mp4", "run/b.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip_path, tmp_path / name)
+    return VideoList(tmp_path, (("walk/a.mp4", 1), ("run/b.mp4", 0)), ("run", "walk"))
+
+
+def test_training_item_shapes_and_fields(videos):
+    dataset = CompressedVideoDataset(videos, num_segments=3, train=True, crop_size=32)
+    item = dataset[1]
+    assert tuple(item["iframe"].shape) == (3, 3, 32, 32) and item["iframe"].dtype == torch.float32
+    assert tuple(item["mv"].shape) == (3, 2, 32, 32) and item["mv"].dtype == torch.float32
+    assert tuple(item["residual"].shape) == (3, 3, 32, 32) and item["residual"].dtype == torch.float32
+    assert (item["label"], item["index"], item["video"]) == (0, 1, "run/b.mp4")
+    assert item["frames"].dtype == torch.long and item["frames"].shape == (3,)
+    for k, frame in enumerate(item["frames"].tolist()):
+        assert 10 * k <= frame < 10 * (k + 1)  # 30 frames, 3 segments
+    assert all(torch.isfinite(t).all() for t in (item["iframe"], item["mv"], item["residual"]))
+
+
+def test_test_items_centre_and_ten_crop(videos):
+    centre = CompressedVideoDataset(videos, ("mv",), num_segments=3, train=False, crop_size=24)[0]
+    assert centre["frames"].tolist() == [5, 15, 25] and tuple(centre["mv"].shape) == (3, 2, 24, 24)
+    ten = CompressedVideoDataset(videos, ("iframe",), num_segments=2, train=False, crop_size=24, test_crops=10)[0]
+    assert tuple(ten["iframe"].shape) == (20, 3, 24, 24)
+    # Crop 0 (top-left) and crop 5 (its mirror) of each segment hold the same pixels, left-right reversed.
+    assert torch.allclose(ten["iframe"][5], ten["iframe"][0].flip(-1), atol=1e-5)
+    assert torch.allclose(ten["iframe"][15], ten["iframe"][10].flip(-1), atol=1e-5)
+
+
+def test_views_are_reproducible_per_seed_epoch_and_index(videos):
+    dataset = CompressedVideoDataset(videos, ("iframe", "mv"), crop_size=16, seed=7)
+    again = CompressedVideoDataset(videos, ("iframe", "mv"), crop_size=16, seed=7)
+    assert dataset.sample_view(0, epoch=3) == again.sample_view(0, epoch=3)
+    first = dataset[0]
+    assert torch.equal(first["mv"], again[0]["mv"]) and torch.equal(first["iframe"], again[0]["iframe"])
+    assert len({dataset.sample_view(0, epoch) for epoch in range(8)}) > 1
+    dataset.set_epoch(5)
+    assert dataset.epoch == 5
+    assert ViewSpec.from_tensors(dataset[0]["view"]) == again.sample_view(0, epoch=5)
+
+
+def test_load_view_reproduces_a_stored_view(videos):
+    dataset = CompressedVideoDataset(videos, ("residual",), crop_size=16, seed=1)
+    item = dataset[1]
+    stored = ViewSpec.from_tensors(item["view"])
+    assert torch.equal(dataset.load_view(1, stored)["residual"], item["residual"])
+
+
+def test_modalities_use_their_own_frames(videos, clip_path):
+    """An I-frame position takes the previous GOP's last frame for MV and residual; iframe takes the GOP start."""
+    dataset = CompressedVideoDataset(videos, ("iframe", "mv", "residual", "rgb"), crop_size=16)
+    reader = CompressedVideo(clip_path)
+    whole = ViewSpec((12, 0, 17), (Crop(0, 0, 64, 48),), (48, 64))  # full frame, no resize: raw values kept
+    item = dataset.load_view(0, whole)
+
+    def expected(frame: int, modality: str) -> torch.Tensor:
+        return normalise(to_tensor([reader.load(frame, modality)], modality), modality)[0]
+
+    for segment, (mv_frame, iframe_frame) in enumerate([(11, 12), (1, 0), (17, 12)]):
+        assert torch.allclose(item["rgb"][segment], expected(whole.frames[segment], "rgb"), atol=1e-5)
+        assert torch.allclose(item["mv"][segment], expected(mv_frame, "mv"), atol=1e-5)
+        assert torch.allclose(item["residual"][segment], expected(mv_frame, "residual"), atol=1e-5)
+        assert torch.allclose(item["iframe"][segment], expected(iframe_frame, "iframe"), atol=1e-5)
+    zero_motion = 128 / 255 - 0.5
+    assert (item["mv"][0] - zero_motion).abs().mean() > 0.1  # frame 11 carries 11 frames of panning, not an I-frame's 0
+
+
+def test_bad_video_raises_naming_the_file(videos):
+    (videos.root / "run" / "b.mp4").write_bytes(np.random.default_rng(0).bytes(2000))
+    dataset = CompressedVideoDataset(videos, ("mv",), crop_size=16)
+    with pytest.raises(VideoError, match="b.mp4"):
+        dataset[1]
+
+
+def test_loader_batches_and_worker_epochs(videos):
+    dataset = CompressedVideoDataset(videos, ("mv",), num_segments=2, crop_size=16, seed=3)
+    loader = make_loader(dataset, batch_size=2, shuffle=True, workers=1, seed=0)
+    for epoch in (0, 1):
+        set_loader_epoch(loader, epoch)
+        batch = next(iter(loader))
+        assert tuple(batch["mv"].shape) == (2, 2, 2, 16, 16) and batch["label"].dtype == torch.long
+        views = views_from_batch(batch["view"])
+        assert views == [dataset.sample_view(int(i), epoch) for i in batch["index"]]  # the workers saw the epoch
+    order = [next(iter(make_loader(dataset, 2, shuffle=False)))["video"]]
+    assert order == [["walk/a.mp4", "run/b.mp4"]]
+
+
+def test_invalid_arguments(videos):
+    with pytest.raises(ValueError, match="modality"):
+        CompressedVideoDataset(videos, ("depth",))
+    with pytest.raises(ValueError, match="test_crops"):
+        CompressedVideoDataset(videos, test_crops=5)
