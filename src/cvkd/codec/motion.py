@@ -1,85 +1,181 @@
-"""Dense motion fields from codec block vectors, and CoViAR's accumulation back to the I-frame (vectorised numpy)."""
+"""Codec block vectors and CoViAR's accumulation of motion back to a reference frame (vectorised numpy).
+
+A frame's motion is kept as blocks (the codec's own granularity), and only blocks that move touch the per-pixel
+trace: static and intra-coded blocks leave a pixel's source unchanged, so they cost nothing.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
-# Block sizes in MPEG-4 Part 2 (16x16, 8x8 with 4MV) and H.264 (down to 4x4) are multiples of this cell.
-_CELL = 4
+
+@dataclass(frozen=True)
+class BlockMotion:
+    """The moving blocks of one frame: top-left corner, size, and displacement `dst - src` (CoViAR's convention)."""
+
+    left: np.ndarray
+    top: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.left)
 
 
-def dense_motion(vectors: np.ndarray | None, height: int, width: int) -> np.ndarray:
-    """Return the (H, W, 2) int16 field (x, y) of `dst - src` per pixel from FFmpeg's exported block vectors.
+def block_motion(vectors: np.ndarray | None) -> BlockMotion:
+    """The moving past-reference blocks among FFmpeg's exported vectors (`MotionVectors.to_ndarray()`).
 
-    `vectors` is the structured array of `MotionVectors.to_ndarray()`; only past-reference vectors (source < 0) are used.
-    Pixels no vector covers (intra macroblocks) get zero motion; blocks at the right/bottom edge are cut at the border.
+    `src_x, src_y, dst_x, dst_y` are block centres in whole pixels; vectors with zero displacement, and
+    future-reference vectors (B-frames, rejected earlier), are dropped.
     """
-    rows, cols = -(-height // _CELL), -(-width // _CELL)
-    # Room for a 16x16 block that starts in the last cell.
-    grid = np.zeros((rows + 4, cols + 4, 2), dtype=np.int16)
-    if vectors is not None and len(vectors):
-        past = vectors[vectors["source"] < 0]
-        for (block_w, block_h), group in _group_by_block_size(past):
-            left = (group["dst_x"].astype(np.int32) - block_w // 2) // _CELL
-            top = (group["dst_y"].astype(np.int32) - block_h // 2) // _CELL
-            cell_x = left[:, None, None] + np.arange(max(block_w // _CELL, 1))[None, None, :]
-            cell_y = top[:, None, None] + np.arange(max(block_h // _CELL, 1))[None, :, None]
-            inside = (cell_x >= 0) & (cell_y >= 0)
-            motion = np.stack(
-                [group["dst_x"].astype(np.int16) - group["src_x"], group["dst_y"].astype(np.int16) - group["src_y"]],
-                axis=-1,
-            )
-            cell_x, cell_y = np.broadcast_arrays(cell_x, cell_y)
-            values = np.broadcast_to(motion[:, None, None, :], cell_x.shape + (2,))
-            grid[cell_y[inside], cell_x[inside]] = values[inside]
-    field = grid[:rows, :cols].repeat(_CELL, axis=0).repeat(_CELL, axis=1)
-    return np.ascontiguousarray(field[:height, :width])
+    if vectors is None or not len(vectors):
+        empty = np.zeros(0, np.int32)
+        return BlockMotion(empty, empty, empty, empty, empty, empty)
+    dx = vectors["dst_x"].astype(np.int32) - vectors["src_x"]
+    dy = vectors["dst_y"].astype(np.int32) - vectors["src_y"]
+    keep = (vectors["source"] < 0) & ((dx != 0) | (dy != 0))
+    width = vectors["w"][keep].astype(np.int32)
+    height = vectors["h"][keep].astype(np.int32)
+    return BlockMotion(
+        left=vectors["dst_x"][keep].astype(np.int32) - width // 2,
+        top=vectors["dst_y"][keep].astype(np.int32) - height // 2,
+        width=width,
+        height=height,
+        dx=dx[keep],
+        dy=dy[keep],
+    )
 
 
-def _group_by_block_size(vectors: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
-    """Split block vectors by (w, h) so each group can be painted with one broadcast."""
-    if not len(vectors):
-        return []
-    sizes = np.unique(np.stack([vectors["w"], vectors["h"]], axis=1), axis=0)
-    groups = []
-    for block_w, block_h in sizes:
-        mask = (vectors["w"] == block_w) & (vectors["h"] == block_h)
-        groups.append(((int(block_w), int(block_h)), vectors[mask]))
-    return groups
+def _size_groups(blocks: BlockMotion) -> list[tuple[int, int, np.ndarray]]:
+    """(width, height, mask) for each block size present."""
+    if blocks.width.min() == blocks.width.max() and blocks.height.min() == blocks.height.max():
+        return [(int(blocks.width[0]), int(blocks.height[0]), np.ones(len(blocks), dtype=bool))]
+    keys = blocks.width * 4096 + blocks.height
+    return [(int(key) // 4096, int(key) % 4096, keys == key) for key in np.unique(keys)]
+
+
+@lru_cache(maxsize=16)
+def _block_pattern(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets (x, y) inside a width x height block, row-major."""
+    return np.tile(np.arange(width, dtype=np.int32), height), np.repeat(np.arange(height, dtype=np.int32), width)
 
 
 class MotionTrace:
     """Where every pixel of the current frame comes from in a reference frame, as flat pixel indices.
 
-    Starts as the identity (the reference frame itself). `follow(field)` composes one more frame of motion:
-    `map_t(p) = map_{t-1}(p + (src - dst)_t(p))`, source positions clamped to the frame border.
+    Starts as the identity (the reference itself). `follow(blocks)` composes one more frame of motion:
+    `map_t(p) = map_{t-1}(p + (src - dst)_t(p))`, source positions clamped to the frame border (the codec extends
+    edges the same way); pixels of blocks that do not move keep `map_{t-1}(p)`. Blocks are cut at the frame border.
     """
 
     def __init__(self, height: int, width: int) -> None:
         self.height, self.width = height, width
-        self._ys, self._xs = np.divmod(np.arange(height * width, dtype=np.int32), width)
-        self.source = np.arange(height * width, dtype=np.int32)
-
-    def follow(self, field: np.ndarray) -> None:
-        """Compose the motion field (H, W, 2) of one more frame (CoViAR's dst - src convention)."""
-        source_x = np.clip(self._xs - field[..., 0].reshape(-1), 0, self.width - 1)
-        source_y = np.clip(self._ys - field[..., 1].reshape(-1), 0, self.height - 1)
-        self.source = self.source[source_y * self.width + source_x]
+        self._pixels = np.arange(height * width, dtype=np.int32).reshape(height, width)  # read-only identity
+        self._pixels.flags.writeable = False
+        self.source = self._identity()
 
     def reset(self) -> None:
         """Start again from the identity map (a new reference frame)."""
-        self.source = np.arange(self.height * self.width, dtype=np.int32)
+        self.source = self._identity()
+
+    def follow(self, blocks: BlockMotion) -> None:
+        """Compose the motion of one more frame, given as its moving blocks."""
+        if not len(blocks):
+            return
+        moving_area = int(np.sum(blocks.width * blocks.height))
+        if moving_area * 4 < self.height * self.width:
+            self._follow_sparse(blocks)
+        else:
+            self._follow_dense(blocks)
+
+    def _follow_sparse(self, blocks: BlockMotion) -> None:
+        """Few blocks move: update only their pixels."""
+        simple = self._shift_stays_inside(blocks)
+        border_destination, border_source = self._border_pixels(blocks, ~simple)
+        destinations, sources = [border_destination], [border_source]
+        for width, height, chosen in _size_groups(blocks):
+            chosen = chosen & simple
+            left, top = blocks.left[chosen], blocks.top[chosen]
+            shift = blocks.dy[chosen] * self.width + blocks.dx[chosen]
+            destination = (top * self.width + left).astype(np.int64)[:, None] + self._flat_pattern(width, height)
+            destinations.append(destination.ravel())
+            sources.append((destination - shift[:, None]).ravel())
+        # Gather every new value from map_{t-1} before writing any of them.
+        self.source[np.concatenate(destinations)] = np.take(self.source, np.concatenate(sources))
+
+    def _follow_dense(self, blocks: BlockMotion) -> None:
+        """Most blocks move: build the per-pixel source index of the whole frame and gather once."""
+        cell = int(min(blocks.width.min(), blocks.height.min()))
+        rows, cols = -(-self.height // cell), -(-self.width // cell)
+        shift = np.zeros((rows + 16, cols + 16), dtype=np.int32)  # margin for blocks cut at the border
+        for width, height, chosen in _size_groups(blocks):
+            cell_x = blocks.left[chosen] // cell
+            cell_y = blocks.top[chosen] // cell
+            values = blocks.dy[chosen] * self.width + blocks.dx[chosen]
+            for offset_y in range(height // cell):
+                for offset_x in range(width // cell):
+                    shift[cell_y + offset_y, cell_x + offset_x] = values
+        per_pixel = shift[:rows, :cols].repeat(cell, axis=0).repeat(cell, axis=1)[: self.height, : self.width]
+        source = np.subtract(self._pixels, per_pixel).ravel()
+        border = ~self._shift_stays_inside(blocks)
+        if border.any():
+            destination, clamped = self._border_pixels(blocks, border)
+            source[destination] = clamped
+        # Every index is inside the frame by construction: "clip" skips numpy's per-index bounds error checks.
+        self.source = np.take(self.source, source, mode="clip")
+
+    def _shift_stays_inside(self, blocks: BlockMotion) -> np.ndarray:
+        """Blocks that lie inside the frame and whose source block does too (a plain shift of flat indices)."""
+        right, bottom = blocks.left + blocks.width, blocks.top + blocks.height
+        lowest = np.minimum(np.minimum(blocks.left, blocks.left - blocks.dx), np.minimum(blocks.top, blocks.top - blocks.dy))
+        return (
+            (lowest >= 0)
+            & (np.maximum(right, right - blocks.dx) <= self.width)
+            & (np.maximum(bottom, bottom - blocks.dy) <= self.height)
+        )
+
+    def _identity(self) -> np.ndarray:
+        return self._pixels.ravel().copy()
+
+    def _flat_pattern(self, width: int, height: int) -> np.ndarray:
+        """Flat-index offsets of the pixels of a width x height block in this frame."""
+        offset_x, offset_y = _block_pattern(width, height)
+        return (offset_y * self.width + offset_x).astype(np.int64)
+
+    def _border_pixels(self, blocks: BlockMotion, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Destination and source flat indices of the `subset` of blocks at the border: cut, sources clamped."""
+        destinations, sources = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        if subset.any():
+            for width, height, chosen in _size_groups(blocks):
+                chosen = chosen & subset
+                offset_x, offset_y = _block_pattern(width, height)
+                pixel_x = blocks.left[chosen][:, None] + offset_x
+                pixel_y = blocks.top[chosen][:, None] + offset_y
+                source_x = np.clip(pixel_x - blocks.dx[chosen][:, None], 0, self.width - 1)
+                source_y = np.clip(pixel_y - blocks.dy[chosen][:, None], 0, self.height - 1)
+                inside = (pixel_x >= 0) & (pixel_x < self.width) & (pixel_y >= 0) & (pixel_y < self.height)
+                destinations.append((pixel_y * self.width + pixel_x)[inside].astype(np.int64))
+                sources.append((source_y * self.width + source_x)[inside].astype(np.int64))
+        return np.concatenate(destinations), np.concatenate(sources)
 
     def motion(self) -> np.ndarray:
-        """The accumulated motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
-        source_y, source_x = np.divmod(self.source, self.width)
-        motion = np.stack([self._xs - source_x, self._ys - source_y], axis=-1).astype(np.int16)
-        return motion.reshape(self.height, self.width, 2)
+        """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
+        source_y, source_x = np.divmod(self.source.reshape(self.height, self.width), self.width)
+        motion = np.empty((self.height, self.width, 2), dtype=np.int16)
+        np.subtract(np.arange(self.width), source_x, out=motion[..., 0], casting="unsafe")
+        np.subtract(np.arange(self.height)[:, None], source_y, out=motion[..., 1], casting="unsafe")
+        return motion
 
     def warp(self, reference: np.ndarray) -> np.ndarray:
         """Sample `reference` (H, W, C) at the traced source of every pixel."""
         channels = reference.shape[-1]
-        return reference.reshape(-1, channels)[self.source].reshape(self.height, self.width, channels)
+        flat = reference.reshape(-1, channels)
+        return np.take(flat, self.source, axis=0).reshape(self.height, self.width, channels)
 
 
 def residual(frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from cvkd.codec.index import VideoIndex, index_video
-from cvkd.codec.motion import MotionTrace, dense_motion, residual
+from cvkd.codec.motion import MotionTrace, block_motion, residual
 from cvkd.errors import UnsupportedVideoError, VideoError
 
 REPRESENTATIONS = ("iframe", "rgb", "mv", "residual")
@@ -148,10 +148,9 @@ class CompressedVideo:
         for position, frame in enumerate(self._frames_of_gop(gop, last)):
             if trace is not None and position > 0:
                 vectors = frame.side_data.get("MOTION_VECTORS")
-                step = dense_motion(vectors.to_ndarray() if vectors is not None else None, height, width)
                 if not accumulate:
                     trace.reset()
-                trace.follow(step)
+                trace.follow(block_motion(vectors.to_ndarray() if vectors is not None else None))
             if position in rgb_positions:
                 rgb[position] = self._to_rgb(frame)
             if position in wanted.get("mv", ()):
