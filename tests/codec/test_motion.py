@@ -1,0 +1,95 @@
+"""MotionTrace against a per-pixel reference written straight from REFERENCE.md section 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cvkd.codec.motion import BlockMotion, MotionTrace, block_motion
+
+HEIGHT, WIDTH = 40, 56  # not multiples of 16: blocks at the right and bottom edges are cut
+
+
+def blocks_from(rows: list[tuple[int, int, int, int, int, int]]) -> BlockMotion:
+    """(left, top, width, height, dx, dy) rows."""
+    columns = np.array(rows, dtype=np.int32).reshape(-1, 6).T
+    return BlockMotion(*columns)
+
+
+def reference_trace(frames: list[list[tuple[int, int, int, int, int, int]]]) -> np.ndarray:
+    """map_t(p) = map_{t-1}(clamp(p - d_t(p))), pixel by pixel; returns (H, W, 2) source (x, y)."""
+    source = np.stack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT)), axis=-1)  # (H, W, 2) x, y
+    for rows in frames:
+        displacement = np.zeros((HEIGHT, WIDTH, 2), dtype=int)
+        for left, top, width, height, dx, dy in rows:
+            for y in range(max(top, 0), min(top + height, HEIGHT)):
+                for x in range(max(left, 0), min(left + width, WIDTH)):
+                    displacement[y, x] = (dx, dy)
+        new = np.empty_like(source)
+        for y in range(HEIGHT):
+            for x in range(WIDTH):
+                from_x = min(max(x - displacement[y, x, 0], 0), WIDTH - 1)
+                from_y = min(max(y - displacement[y, x, 1], 0), HEIGHT - 1)
+                new[y, x] = source[from_y, from_x]
+        source = new
+    return source
+
+
+def traced_sources(trace: MotionTrace) -> np.ndarray:
+    ys, xs = np.divmod(trace.source.reshape(HEIGHT, WIDTH), WIDTH)
+    return np.stack([xs, ys], axis=-1)
+
+
+FEW = [(16, 16, 16, 16, 3, -2)]  # one block moves: the sparse path
+# Every macroblock moves (the dense path), some from past the border; the bottom-right one is split into four 8x8
+# blocks (MPEG-4's 4MV mode), two of them outside the 56x40 frame.
+MANY = [
+    (left, top, 16, 16, (left // 16) - 1, 2 - (top // 16))
+    for top in range(0, HEIGHT, 16)
+    for left in range(0, WIDTH, 16)
+    if (left, top) != (48, 32)
+] + [(48, 32, 8, 8, -5, 4), (56, 32, 8, 8, 1, 1), (48, 40, 8, 8, 2, 2), (56, 40, 8, 8, 3, 3)]
+
+
+@pytest.mark.parametrize("frames", [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY]], ids=["sparse", "dense", "mixed", "dense3"])
+def test_trace_matches_the_per_pixel_definition(frames):
+    trace = MotionTrace(HEIGHT, WIDTH)
+    for rows in frames:
+        trace.follow(blocks_from(rows))
+    expected = reference_trace(frames)
+    assert np.array_equal(traced_sources(trace), expected)
+    pixels = np.stack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT)), axis=-1)
+    assert np.array_equal(trace.motion(), (pixels - expected).astype(np.int16))
+
+
+def test_warp_samples_the_reference_at_the_traced_source():
+    trace = MotionTrace(HEIGHT, WIDTH)
+    trace.follow(blocks_from(MANY))
+    reference = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    sources = reference_trace([MANY])
+    assert np.array_equal(trace.warp(reference), reference[sources[..., 1], sources[..., 0]])
+
+
+def test_reset_returns_to_identity():
+    trace = MotionTrace(HEIGHT, WIDTH)
+    trace.follow(blocks_from(MANY))
+    trace.reset()
+    assert not trace.motion().any()
+
+
+def test_block_motion_keeps_moving_past_reference_blocks_only():
+    fields = ["source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "flags", "motion_x", "motion_y", "motion_scale"]
+    dtype = np.dtype({"names": fields, "formats": ["<i4", "u1", "u1", "<i2", "<i2", "<i2", "<i2", "<u8", "<i4", "<i4", "<u2"]})
+    vectors = np.array(
+        [
+            (-1, 16, 16, 5, 10, 8, 8, 0, 0, 0, 2),  # moves by dst - src = (3, -2)
+            (-1, 16, 16, 24, 8, 24, 8, 0, 0, 0, 2),  # static: dropped
+            (1, 16, 16, 40, 8, 44, 8, 0, 0, 0, 2),  # future reference (B-frame): dropped
+            (-1, 8, 8, 40, 28, 36, 28, 0, 0, 0, 2),  # 8x8 block moving by (-4, 0)
+        ],
+        dtype=dtype,
+    )
+    blocks = block_motion(vectors)
+    assert blocks.left.tolist() == [0, 32] and blocks.top.tolist() == [0, 24]
+    assert blocks.width.tolist() == [16, 8] and blocks.dx.tolist() == [3, -4] and blocks.dy.tolist() == [-2, 0]
+    assert len(block_motion(None)) == 0
