@@ -145,9 +145,9 @@ class Scene:
 
 
 # Nuisance ranges; sizes are fractions of the frame's shorter side, speeds px/frame, periods px.
-MAIN_RADIUS = (0.10, 0.14)
-DISTRACTOR_RADIUS = (0.40, 0.55)  # times the main object's radius
-MAX_DISTRACTORS = 2
+MAIN_RADIUS = (0.16, 0.21)
+DISTRACTOR_RADIUS = (0.30, 0.40)  # times the main object's radius
+MAX_DISTRACTORS = 1
 DISTRACTOR_MOTION = ClassSpec("distractor", "disc", "a small object wanders", speed=(0.0, 0.8))
 PAN_SPEED = (0.0, 0.6)
 BACKGROUND_PERIOD = (0.25, 0.45)
@@ -164,12 +164,22 @@ MAX_ZOOM_FACTOR = 2.5  # over the whole clip, whatever its length
 LIGHTING_DRIFT = 0.08  # global gain goes linearly from 1-d to 1+d over the clip, |d| <= this
 NOISE_SIGMA = (0.5, 2.5)
 
+# The main object's texture goes with its shape (as an action's look goes with its objects and scene), so the
+# I-frame stream has a learnable appearance cue even from a few hundred clips trained from scratch.
+SHAPE_TEXTURE = {"disc": "grating", "square": "checker", "triangle": "blobs", "ring": "grating", "bar": "checker"}
+SHAPE_TINT = {  # and so does its colour, loosely (random colours pulled towards a tint)
+    "disc": (1.0, 0.3, 0.2), "square": (0.2, 0.5, 1.0), "triangle": (0.3, 1.0, 0.3), "ring": (1.0, 0.9, 0.2),
+    "bar": (0.8, 0.3, 1.0),
+}
+
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _colour_with_luma(rng: np.random.Generator, luma: float) -> np.ndarray:
-    """A random saturated RGB colour (0..255) whose luma is about `luma`."""
+def _colour_with_luma(rng: np.random.Generator, luma: float, tint: tuple[float, float, float] | None = None) -> np.ndarray:
+    """A random saturated RGB colour (0..255) whose luma is about `luma`, leaning towards `tint` if given."""
     rgb = rng.uniform(0.25, 1.0, 3)
+    if tint is not None:
+        rgb = 0.35 * rgb + 0.65 * np.asarray(tint)
     rgb *= luma / float(rgb @ LUMA)
     return np.clip(rgb, 0.0, 255.0).astype(np.float32)
 
@@ -247,7 +257,8 @@ def sample_scene(spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int
         ))
     layers.append(sample_layer(
         spec, rng, size, frames, pan_velocity, main_radius,
-        _colour_with_luma(rng, _contrasting_luma(rng, background_luma)), str(rng.choice(OBJECT_TEXTURES)),
+        _colour_with_luma(rng, _contrasting_luma(rng, background_luma), SHAPE_TINT[spec.shape]),
+        SHAPE_TEXTURE[spec.shape],
     ))
     t = np.arange(frames, dtype=np.float64)
     lighting = 1.0 + rng.uniform(-LIGHTING_DRIFT, LIGHTING_DRIFT) * (t / max(frames - 1, 1) - 0.5) * 2

@@ -25,7 +25,6 @@ def cache_key(teachers: TeacherSet, dataset: CompressedVideoDataset, views: int)
         "teachers": teachers.digest(),
         "videos": [[path, label] for path, label in dataset.video_list],
         "root": str(Path(dataset.video_list.root).resolve()),
-        "modalities": list(dataset.modalities),
         "segments": dataset.num_segments,
         "crop": list(dataset.crop_size),
         "scales": list(dataset.scales),

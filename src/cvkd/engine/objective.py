@@ -95,7 +95,9 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
     groups = []
     for modality in objective.trainable:
         for group in objective.model.streams[modality].param_groups(optim.lr, optim.weight_decay):
-            groups.append({**group, "name": f"{modality}.{group.get('name', 'params')}"})
+            if optim.layer_lr == "uniform":
+                group.update(lr=optim.lr, lr_mult=1.0)
+            groups.append({**group, "name": f"{modality}.{group['name']}"})
     extra = [p for p in objective.strategies.parameters() if p.requires_grad]
     if extra:
         groups.append({"params": extra, "lr": optim.lr, "weight_decay": 0.0, "lr_mult": 1.0, "name": "strategy"})

@@ -44,6 +44,9 @@ class OptimConfig:
     lr_decay: float = 0.1
     weight_decay: float = 1e-4
     eps: float = 1e-3
+    # "coviar": classifier x1, first conv / input BN x0.1 (MV, residual), rest x0.01 (for ImageNet-initialised nets);
+    # "uniform": every layer at lr (for networks trained from scratch, e.g. on the synthetic benchmark offline).
+    layer_lr: Literal["coviar", "uniform"] = "coviar"
 
 
 @dataclass

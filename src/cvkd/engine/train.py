@@ -13,8 +13,9 @@ from tqdm import tqdm
 
 from cvkd.config import config_to_dict, save_config
 from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
+from cvkd.data.transforms import shared_scales
 from cvkd.data.lists import VideoList
-from cvkd.distill.cache import TeacherCache, load_or_build_cache
+from cvkd.distill.cache import TeacherCache, cache_key, load_or_build_cache
 from cvkd.distill.teachers import TeacherSet
 from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, resolve_checkpoint, save_checkpoint
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
@@ -88,6 +89,8 @@ class _Trainer:
         teacher_dims = self.teachers.feature_dims() if self.teachers else []
         strategies = build_strategies(config, self.model, self.trainable, teacher_dims)
         self.objective = StreamObjective(self.model, self.trainable, strategies).to(runtime.device)
+        if self.objective.uses_features and config.distill.cache:
+            raise ConfigError("distill.cache stores teacher logits only; a feature term (gamma > 0) needs live teachers")
         for modality in config.model.frozen:
             self.model.streams[modality].requires_grad_(False)
         if runtime.device.type == "cuda" and config.channels_last:
@@ -100,12 +103,14 @@ class _Trainer:
             else self.objective
         )
 
-        modalities = set(self.model.modalities) | set(self.teachers.modalities if self.teachers else ())
+        # One crop serves every modality of a sample, so the crop scales are those all of them allow (also when the
+        # teachers' inputs come from a cache: the cached views must be the views the student sees).
+        teacher_modalities = set(self.teachers.modalities) if self.teachers else set()
+        self.scales = shared_scales(sorted(set(self.trainable) | teacher_modalities))
+        live_teachers = self.teachers is not None and not config.distill.cache
+        modalities = set(self.trainable) | (teacher_modalities if live_teachers else set())
         data = config.data
-        self.train_set = CompressedVideoDataset(
-            train_list, sorted(modalities), data.segments, train=True, crop_size=data.crop_size,
-            accumulate=data.accumulate, seed=config.seed,
-        )
+        self.train_set = self._dataset(train_list, sorted(modalities))
         per_process_batch = max(1, data.batch_size // runtime.world_size)
         self.train_loader = make_loader(
             self.train_set, per_process_batch, shuffle=True, workers=data.workers,
@@ -125,6 +130,14 @@ class _Trainer:
         self.history: list[dict] = []
 
     # -- set-up ---------------------------------------------------------------------------------------------------
+    def _dataset(self, video_list: VideoList, modalities: list[str]) -> CompressedVideoDataset:
+        """A training dataset drawing the run's views (seed, segments, crop size, scales) for `modalities`."""
+        data = self.config.data
+        return CompressedVideoDataset(
+            video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
+            seed=self.config.seed, scales=self.scales,
+        )
+
     def _load_teachers(self) -> TeacherSet | None:
         distill = self.config.distill
         if not distill.teachers:
@@ -182,17 +195,18 @@ class _Trainer:
         return TrainResult(self.out, config.optim.epochs, self.best_val, self.history)
 
     def _prepare_cache(self) -> None:
+        """Teacher logits for the first `cache_views` training views of every video: built once, by rank 0."""
         path = self.out / CACHE_FILE
+        teacher_view = self._dataset(self.train_set.video_list, list(self.teachers.modalities))
+        views = self.config.distill.cache_views
         if self.runtime.is_main:
             self.cache = load_or_build_cache(
-                path, self.teachers, self.train_set, self.config.distill.cache_views, self.config.data.batch_size,
-                self.config.data.workers, self.runtime.device, self.progress,
+                path, self.teachers, teacher_view, views, self.config.data.batch_size, self.config.data.workers,
+                self.runtime.device, self.progress,
             )
         barrier(self.runtime)
         if self.cache is None:
-            from cvkd.distill.cache import cache_key
-
-            self.cache = TeacherCache.load(path, cache_key(self.teachers, self.train_set, self.config.distill.cache_views))
+            self.cache = TeacherCache.load(path, cache_key(self.teachers, teacher_view, views))
 
     def _train_epoch(self, epoch: int) -> dict:
         config, runtime = self.config, self.runtime
@@ -219,17 +233,17 @@ class _Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if not torch.isfinite(loss):
-                raise ConfigError(f"{config.name}: loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr")
+            if not torch.isfinite(loss.detach()):
+                raise ConfigError(f"{config.name}: loss became {float(loss.detach())} at epoch {epoch + 1}; lower optim.lr")
             count = float(labels.shape[0])
-            totals["loss"] += float(loss) * count
+            totals["loss"] += float(loss.detach()) * count
             totals["samples"] += count
             for modality, stream_logits in logits.items():
                 totals[f"correct_{modality}"] += float((stream_logits.argmax(1) == labels).sum())
                 weights = parts[modality].teacher_weights.float().cpu() * count
                 weight_sums[modality] = weight_sums.get(modality, 0) + weights
             if step % max(1, config.log_every) == 0:
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         elapsed = time.perf_counter() - started
         keys = sorted(totals)
         reduced = dict(zip(keys, all_reduce_sum([totals[k] for k in keys], runtime)))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cvkd.errors import ConfigError
+from cvkd.models.compact import COMPACT_WIDTHS, build_compact
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ _BACKBONES: dict[str, BackboneSpec] = {
         *(_stem_in_features(f"mobilenet_v3_{size}", "classifier.3", "classifier.2") for size in ("small", "large")),
         *(_shufflenet_v2(f"shufflenet_v2_{width}") for width in ("x0_5", "x1_0", "x1_5", "x2_0")),
         *(_stem_in_features(f"efficientnet_b{level}", "classifier.1", "classifier.0") for level in range(4)),
+        *(_resnet(name) for name in COMPACT_WIDTHS),
     )
 }
 
@@ -96,6 +98,10 @@ def build_backbone(name: str, weights: object | None = None) -> nn.Module:
     from torchvision import models
 
     backbone_spec(name)
+    if name in COMPACT_WIDTHS:
+        if weights is not None:
+            raise ConfigError(f"{name} is one of cvkd's compact CNNs: it has no pretrained weights")
+        return build_compact(name)
     return models.get_model(name, weights=weights)
 
 

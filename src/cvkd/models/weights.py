@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cvkd.errors import CheckpointError
+from cvkd.models.compact import COMPACT_WIDTHS
 from cvkd.models.registry import build_backbone
 
 IMAGENET = "imagenet"
@@ -38,6 +39,8 @@ def load_backbone(name: str, pretrained: Pretrained = None) -> nn.Module:
 def _imagenet_backbone(name: str) -> nn.Module:
     from torchvision.models import get_model_weights
 
+    if name in COMPACT_WIDTHS:
+        raise CheckpointError(f"{name}: cvkd's compact CNNs have no ImageNet weights; use pretrained: null")
     weights = get_model_weights(name).DEFAULT
     try:
         return build_backbone(name, weights=weights)
