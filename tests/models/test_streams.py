@@ -35,6 +35,24 @@ TORCHVISION = {
 }
 
 
+def compact_cnn_parameters(width: int) -> int:
+    """cvkd's compact residual CNN with a 1000-way head, counted layer by layer."""
+    count = 3 * width * 9 + 2 * width  # stem conv 3x3 + BN
+    count += 2 * (width * width * 9 + 2 * width)  # stage 1: two 3x3 conv + BN, identity shortcut
+    channels = width
+    for _ in range(3):  # stages 2-4: width doubles, 1x1 projection shortcut + BN
+        out = 2 * channels
+        count += channels * out * 9 + 2 * out + out * out * 9 + 2 * out + channels * out + 2 * out
+        channels = out
+    return count + channels * 1000 + 1000
+
+
+TORCHVISION.update(
+    {name: (compact_cnn_parameters(width), 8 * width, width * 3 * 3)
+     for name, width in (("cnn_tiny", 16), ("cnn_small", 32), ("cnn_medium", 64))}
+)
+
+
 def expected_stream_parameters(backbone: str, modality: str, num_classes: int) -> int:
     """Documented count, minus the 1000-way head, plus the new head, plus the modality's input changes."""
     documented, features, one_input_channel = TORCHVISION[backbone]
