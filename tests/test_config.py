@@ -249,3 +249,12 @@ def test_dict_field_inside_a_nested_dataclass_is_replaced_whole():
     built = config_from_dict(_StreamsOuter, {"model": {"streams": {"mv": "resnet18"}}})
     assert built.model.streams == {"mv": "resnet18"}
     assert built.model.depth == 3
+
+
+def test_base_file_dict_fields_are_replaced_not_merged(tmp_path):
+    """A derived recipe can drop entries of a dict its base sets (e.g. a strategy's parameters)."""
+    (tmp_path / "base.yaml").write_text("model:\n  streams: {iframe: a, mv: b}\n  depth: 5\n")
+    (tmp_path / "derived.yaml").write_text("base: base.yaml\nmodel:\n  streams: {mv: c}\n")
+    built = load_config(_StreamsOuter, tmp_path / "derived.yaml")
+    assert built.model.streams == {"mv": "c"}
+    assert built.model.depth == 5

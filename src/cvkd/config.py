@@ -1,7 +1,8 @@
 """YAML configs mapped onto (nested) dataclasses, with `key.sub=value` overrides and strict checking.
 
 A config file is plain YAML data (no tags, nothing executable). An optional top-level `base: other.yaml`
-(relative to the file) is loaded first and the file deep-merged over it. Overrides are applied next, then the
+(relative to the file) is loaded first and the file merged over it section by section (dataclass-typed sections merge
+key by key; every other value, dicts included, is replaced whole). Overrides are applied next, then the
 result is checked against the dataclass: unknown keys, wrong types and invalid `Literal` choices raise
 `ConfigError` naming the dotted key and where it came from.
 
@@ -86,8 +87,8 @@ def _yaml_error_line(path: Path, exc: yaml.YAMLError) -> str:
     return f"{where}: invalid YAML: {' '.join(str(problem).split())}"
 
 
-def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read `path`, recursively merging it over the file its `base` key names."""
+def _load_with_bases(path: Path, cls: type, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read `path`, recursively merged over the file its `base` key names, following `cls`'s schema."""
     resolved = path.resolve()
     if resolved in seen:
         raise ConfigError(f"{path}: circular 'base' chain: {' -> '.join(str(p) for p in (*seen, resolved))}")
@@ -97,16 +98,20 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path}: '{BASE_KEY}' must be a file name, got {base!r}")
-    parent = _load_with_bases(path.parent / base, (*seen, resolved))
-    return deep_merge(parent, data)
+    parent = _load_with_bases(path.parent / base, cls, (*seen, resolved))
+    return merge_by_schema(cls, parent, data)
 
 
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Return `base` with `top` merged over it: mappings merge key by key, anything else is replaced."""
+def merge_by_schema(cls: type, base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `top` over `base`: sections that are dataclasses of `cls` merge key by key; any other value (a dict-typed
+    field included) is replaced whole, so a derived file can drop entries of its base's dicts."""
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
     merged = copy.deepcopy(dict(base))
     for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        field_type = hints.get(key)
+        nested = isinstance(field_type, type) and dataclasses.is_dataclass(field_type)
+        if nested and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_by_schema(field_type, merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -336,7 +341,7 @@ def _merge_over_instance(default: Any, value: Mapping[str, Any]) -> dict[str, An
 
 def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
     """Load dataclass `cls` from a YAML file (or from defaults when `path` is None), then apply overrides."""
-    data = _load_with_bases(Path(path)) if path is not None else {}
+    data = _load_with_bases(Path(path), cls) if path is not None else {}
     data = apply_overrides(data, overrides)
     override_keys = tuple((".".join(_parse_override(text)[0]), text) for text in overrides)
     builder = _Builder(_Origin(str(path) if path is not None else _NO_FILE, override_keys))
