@@ -121,12 +121,14 @@ class TeacherSet(nn.Module):
         device = next(self.parameters()).device
         cast = torch.autocast(device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
         with cast:
-            cache: dict[str, dict[str, torch.Tensor]] = {}
+            computed: dict[tuple[str, str], torch.Tensor] = {}  # (run, stream) -> logits, each stream run once
             for teacher in self.teachers:
                 model = self.models[self._model_key[teacher.run]]
-                if teacher.run not in cache:
-                    cache[teacher.run] = model.forward_streams(sample)
-                per_stream = cache[teacher.run]
+                streams = model.modalities if teacher.output == FUSED else (teacher.output,)
+                for stream in streams:
+                    if (teacher.run, stream) not in computed:
+                        computed[(teacher.run, stream)] = model.streams[stream](sample[stream])
+                per_stream = {stream: computed[(teacher.run, stream)] for stream in streams}
                 logits = model.fuse(per_stream) if teacher.output == FUSED else per_stream[teacher.output]
                 outputs.append(logits.float())
         return torch.stack(outputs)

@@ -1,0 +1,112 @@
+"""The whole chain on the built-in synthetic benchmark: data, teachers, students with and without distillation, report.
+
+Every step is resumable: finished data and runs are reused, interrupted runs continue from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cvkd.config import load_config
+from cvkd.data.synthetic import generate_synthetic
+from cvkd.distill.teachers import split_spec
+from cvkd.engine.schema import RunConfig
+from cvkd.engine.train import is_finished, train
+from cvkd.recipes import recipe_path
+
+TEACHERS = "teachers"
+STUDENTS = ("student_nokd", "student_kd", "student_mkd")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How big the demo is: the default (~10-15 min on 2 CPU cores) or `quick` (a smoke run of ~2-3 min)."""
+
+    quick: bool = False
+    seeds: int = 1
+
+    @property
+    def videos_per_class(self) -> int:
+        """Videos generated per class."""
+        return 30 if self.quick else 60
+
+    def overrides(self, recipe: str) -> list[str]:
+        """Config overrides that shrink a recipe for the quick demo (none for the default)."""
+        if not self.quick:
+            return []
+        common = ["data.crop_size=64", "data.val_segments=2"]
+        if recipe == TEACHERS:
+            return common + ["optim.epochs=8", "optim.lr_steps=[6]",
+                             "model.streams={iframe: cnn_small, mv: cnn_tiny, residual: cnn_tiny}"]
+        return common + ["optim.epochs=6", "optim.lr_steps=[4]", "distill.cache_views=2",
+                         "model.streams={iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}"]
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things, and how long each step took."""
+
+    data: Path
+    teacher: Path
+    students: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def recipe_config(recipe: str, out: Path, settings: DemoSettings, seed: int = 0) -> RunConfig:
+    """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed."""
+    runs = out / "runs"
+    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), settings.overrides(recipe))
+    config.data.root = str(out / "data")
+    config.output_dir = str(runs)
+    config.seed = seed
+    if settings.seeds > 1 and recipe != TEACHERS:
+        config.name = f"{config.name}_seed{seed}"
+    config.model.init = {m: str(runs / Path(source).name) for m, source in config.model.init.items()}
+    config.distill.teachers = [_relocate(spec, runs) for spec in config.distill.teachers]
+    return config
+
+
+def _relocate(spec: str, runs: Path) -> str:
+    """Point a recipe's teacher spec (`runs/NAME[:output]`) at the demo's run folder."""
+    run, output = split_spec(spec)
+    relocated = str(runs / Path(run).name)
+    return f"{relocated}:{output}" if output else relocated
+
+
+def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
+    """Generate the benchmark, train the teachers, distil the students; return where everything is."""
+    out = Path(out)
+    started = time.perf_counter()
+    result = DemoResult(data=out / "data", teacher=out / "runs")
+    say = tqdm.write
+    say(f"[1/3] synthetic benchmark -> {result.data}")
+    generate_synthetic(result.data, videos_per_class=settings.videos_per_class, seed=0, progress=progress)
+    result.seconds["data"] = time.perf_counter() - started
+
+    teacher_config = recipe_config(TEACHERS, out, settings)
+    result.teacher = Path(teacher_config.output_dir) / teacher_config.name
+    say(f"[2/3] teachers {dict(teacher_config.model.streams)} -> {result.teacher}")
+    _train_or_reuse(teacher_config, progress)
+    result.seconds["teachers"] = time.perf_counter() - started - sum(result.seconds.values())
+
+    say(f"[3/3] students ({', '.join(STUDENTS)}) x {settings.seeds} seed(s)")
+    for seed in range(settings.seeds):
+        for recipe in STUDENTS:
+            config = recipe_config(recipe, out, settings, seed)
+            _train_or_reuse(config, progress)
+            result.students.append(Path(config.output_dir) / config.name)
+    result.seconds["students"] = time.perf_counter() - started - sum(result.seconds.values())
+    return result
+
+
+def _train_or_reuse(config: RunConfig, progress: bool) -> None:
+    """Train a run, or continue it, or reuse it when it already finished."""
+    run = Path(config.output_dir) / config.name
+    if is_finished(run):
+        tqdm.write(f"      reusing finished run {run}")
+        return
+    train(config, resume=True, progress=progress)
