@@ -1,0 +1,87 @@
+"""Does data loading keep a small model fed on the CPU? Clips/s of the training loader vs of a training step.
+
+Generates the synthetic benchmark (default size) in a temporary folder, then measures side by side: the training
+loader (3 TSN segments, I-frame + MV + residual, 96x96 crops) with 0, 1 and 2 worker processes, and the training step of
+the synthetic teachers' model (cnn_medium / cnn_small / cnn_small) on tensors already in memory. Medians of repeated
+passes; run: `.venv/bin/python benchmarks/bench_loader.py [--batches 12] [--repeats 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
+from cvkd.data.lists import VideoList
+from cvkd.data.synthetic import generate_synthetic
+from cvkd.models import build_coviar
+
+MODALITIES = ("iframe", "mv", "residual")
+BATCH = 16
+
+
+def loader_clips_per_second(dataset: CompressedVideoDataset, workers: int, batches: int, epoch: int) -> float:
+    """Clips per second of `batches` batches from a fresh loader (start-up included, as at every epoch)."""
+    loader = make_loader(dataset, BATCH, shuffle=True, workers=workers, seed=0)
+    set_loader_epoch(loader, epoch)
+    started = time.perf_counter()
+    clips = 0
+    for number, batch in enumerate(loader):
+        clips += batch["label"].shape[0]
+        if number + 1 == batches:
+            break
+    return clips / (time.perf_counter() - started)
+
+
+def step_clips_per_second(batch: dict, steps: int) -> float:
+    """Clips per second of forward + backward + Adam step of the teachers' model on one in-memory batch."""
+    model = build_coviar({"iframe": "cnn_medium", "mv": "cnn_small", "residual": "cnn_small"}, 8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    labels = batch["label"]
+    timings = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        logits = model.forward_streams({m: batch[m] for m in MODALITIES})
+        loss = sum(torch.nn.functional.cross_entropy(v, labels) for v in logits.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - started)
+    return labels.shape[0] / statistics.median(timings[1:])
+
+
+def main() -> int:
+    """Generate data, time the loader and the step, print clips per second and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=12, help="batches per loader pass")
+    parser.add_argument("--repeats", type=int, default=3, help="passes per setting (median)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cvkd-bench-loader-") as tmp:
+        os.environ["CVKD_CACHE_DIR"] = str(Path(tmp) / "cache")
+        generate_synthetic(Path(tmp) / "data", progress=False)
+        videos = VideoList.cvkd_dataset(Path(tmp) / "data", "train")
+        dataset = CompressedVideoDataset(videos, MODALITIES, num_segments=3, train=True, crop_size=96)
+        rates = {}
+        for workers in (0, 1, 2):
+            rates[f"loader, {workers} worker(s)"] = statistics.median(
+                loader_clips_per_second(dataset, workers, args.batches, epoch) for epoch in range(args.repeats)
+            )
+        batch = next(iter(make_loader(dataset, BATCH, shuffle=True, workers=0)))
+        rates["training step (teachers' model)"] = step_clips_per_second(batch, steps=5)
+    print(f"\n{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads; batch {BATCH}, "
+          f"3 segments, {', '.join(MODALITIES)}, 96x96 crops from 112x112 videos")
+    step = rates["training step (teachers' model)"]
+    print(f"{'what':<34} {'clips/s':>8} {'ratio to step':>14}")
+    for label, rate in rates.items():
+        print(f"{label:<34} {rate:8.1f} {rate / step:13.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
