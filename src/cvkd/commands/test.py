@@ -10,7 +10,7 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd test`."""
     parser = subparsers.add_parser("test", help="test a trained run: top-1/top-5/mean-class accuracy, scores, confusion")
-    parser.add_argument("run", metavar="RUN_OR_CKPT", help="run folder (its best checkpoint) or a checkpoint file")
+    parser.add_argument("target", metavar="RUN_OR_CKPT", help="run folder (its best checkpoint) or a checkpoint file")
     parser.add_argument("--split", default="test", help="dataset split to test on (default test)")
     parser.add_argument("--segments", type=int, default=25, help="frames per video (default 25, CoViAR)")
     parser.add_argument("--crops", type=int, default=10, choices=(1, 10), help="1 centre crop or 10 crops (default)")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from cvkd.engine.protocol import evaluate_run
 
     report = evaluate_run(
-        args.run, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
+        args.target, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
         workers=args.workers, save_scores_to=args.save_scores, plots_dir=args.plots, data_root=args.data_root,
         progress=not args.no_progress,
     )

@@ -1,20 +1,32 @@
-"""The test protocols: score a trained run on a split (CoViAR's 25 segments x 10 crops, or cheaper), save and report."""
+"""The test protocols: score a model or a trained run on a split (CoViAR's 25 segments x 10 crops, or cheaper).
+
+`evaluate_model` scores any CoViAR on a dataset split; `evaluate_run` does it for a run folder or checkpoint and
+saves score files and plots (`cvkd test`); `cached_evaluation` keeps a run's metrics and per-stream scores next to its
+checkpoint (`eval_<split>_<segments>x<crops>.json` and `.._<stream|fused>.npz`) and reuses them while they are newer
+than the checkpoint (`cvkd compare`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.engine.evaluate import FUSED, collect_scores
 from cvkd.engine.metrics import Metrics, confusion_matrix, predictions, summarize
-from cvkd.engine.runs import load_run
-from cvkd.engine.runtime import start_runtime, stop_runtime
-from cvkd.engine.scores import ScoreSet, save_scores
+from cvkd.engine.runs import LoadedRun, load_run
+from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
+from cvkd.engine.schema import DataConfig, RunConfig
+from cvkd.engine.scores import ScoreSet, load_scores, save_scores
 from cvkd.engine.train import dataset_split
 from cvkd.errors import DatasetError
+from cvkd.fileio import atomic_write_json
+from cvkd.models.coviar import CoViAR
 from cvkd.report.plots import plot_confusion
+
+EVAL_FORMAT = "cvkd-eval-1"
 
 
 @dataclass
@@ -24,6 +36,70 @@ class EvaluationReport:
     metrics: dict[str, Metrics]
     scores: dict[str, ScoreSet]
     files: list[Path]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which videos and views a test scores: a split, `segments` frames per video and 1 or 10 crops of each."""
+
+    split: str = "test"
+    segments: int = 25
+    crops: int = 10
+
+    @property
+    def tag(self) -> str:
+        """A file-name tag such as `test_25x10`."""
+        return f"{self.split}_{self.segments}x{self.crops}"
+
+
+def evaluate_model(
+    model: CoViAR,
+    class_names: tuple[str, ...],
+    data_root: str | os.PathLike,
+    split: str = "test",
+    segments: int = 25,
+    crops: int = 10,
+    crop_size: int = 224,
+    accumulate: bool = True,
+    batch_size: int = 4,
+    workers: int = 2,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+    source: str = "the model",
+) -> dict[str, ScoreSet]:
+    """Per-video logits of every stream and the fused model (key `fused`) on `split` of the dataset at `data_root`.
+
+    The model must sit on `runtime.device` (default: a single-process runtime on the model's device); `source` names
+    the model in the error raised when the dataset's classes are not the ones it scores.
+    """
+    if runtime is None:
+        device = next(model.parameters()).device
+        runtime = Runtime(device=device)
+    video_list = dataset_split(RunConfig(data=DataConfig(root=os.fspath(data_root))), split)
+    if video_list is None or not len(video_list):
+        raise DatasetError(f"{data_root}: no videos in split {split!r}")
+    if tuple(video_list.classes) != tuple(class_names):
+        raise DatasetError(f"{data_root}: classes differ from those {source} was trained on")
+    dataset = CompressedVideoDataset(
+        video_list, model.modalities, segments, train=False, crop_size=crop_size, test_crops=crops,
+        accumulate=accumulate,
+    )
+    loader = make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=runtime.distributed)
+    return collect_scores(model, loader, runtime, tuple(class_names), progress=progress,
+                          description=f"test {segments}x{crops}")
+
+
+def _evaluate_loaded(
+    loaded: LoadedRun, protocol: Protocol, data_root: str | None, batch_size: int, workers: int, runtime: Runtime,
+    progress: bool,
+) -> dict[str, ScoreSet]:
+    """Score a loaded run with its own crop size and accumulation, on `data_root` or the dataset it was trained on."""
+    data = loaded.config.data
+    return evaluate_model(
+        loaded.model, loaded.class_names, data_root or data.root, protocol.split, protocol.segments, protocol.crops,
+        crop_size=data.crop_size, accumulate=data.accumulate, batch_size=batch_size, workers=workers,
+        runtime=runtime, progress=progress, source=str(loaded.checkpoint),
+    )
 
 
 def evaluate_run(
@@ -43,21 +119,8 @@ def evaluate_run(
     runtime = start_runtime(device)
     try:
         loaded = load_run(run, runtime.device)
-        config = loaded.config
-        if data_root:
-            config.data.root = data_root
-        video_list = dataset_split(config, split)
-        if video_list is None or not len(video_list):
-            raise DatasetError(f"{config.data.root}: no videos in split {split!r}")
-        if tuple(video_list.classes) != loaded.class_names:
-            raise DatasetError(f"{config.data.root}: classes differ from those {loaded.checkpoint} was trained on")
-        dataset = CompressedVideoDataset(
-            video_list, loaded.model.modalities, segments, train=False, crop_size=config.data.crop_size,
-            test_crops=crops, accumulate=config.data.accumulate,
-        )
-        loader = make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=runtime.distributed)
-        scores = collect_scores(loaded.model, loader, runtime, loaded.class_names, progress=progress,
-                                description=f"test {segments}x{crops}")
+        scores = _evaluate_loaded(loaded, Protocol(split, segments, crops), data_root, batch_size, workers, runtime,
+                                  progress)
     finally:
         stop_runtime(runtime)
     metrics = {key: summarize(s.scores, s.labels) for key, s in scores.items()}
@@ -73,5 +136,106 @@ def evaluate_run(
         fused = scores[FUSED]
         matrix = confusion_matrix(predictions(fused.scores), fused.labels, len(loaded.class_names))
         files.append(plot_confusion(matrix, loaded.class_names, Path(plots_dir) / "confusion.png",
-                                    title=f"{config.name}: {split} ({segments}x{crops})"))
+                                    title=f"{loaded.config.name}: {split} ({segments}x{crops})"))
     return EvaluationReport(metrics, scores, files)
+
+
+# ---------------------------------------------------------------- cached evaluation of a run
+
+
+@dataclass
+class CachedEvaluation:
+    """A run's metrics per stream and fused under one protocol, with the score files they came from."""
+
+    checkpoint: Path
+    protocol: Protocol
+    class_names: tuple[str, ...]
+    metrics: dict[str, Metrics]
+    score_files: dict[str, Path]
+    path: Path  # the metrics JSON
+    reused: bool = False
+    _loaded_scores: dict[str, ScoreSet] = field(default_factory=dict, repr=False)
+
+    def scores(self, key: str) -> ScoreSet:
+        """The per-video logits of stream `key` (or `fused`), read from its score file on first use."""
+        if key not in self._loaded_scores:
+            self._loaded_scores[key] = load_scores(self.score_files[key])
+        return self._loaded_scores[key]
+
+
+def eval_cache_path(checkpoint: str | os.PathLike, protocol: Protocol) -> Path:
+    """Where a checkpoint's metrics under `protocol` are kept: `eval_<split>_<S>x<C>.json` beside it."""
+    return Path(checkpoint).parent / f"eval_{protocol.tag}.json"
+
+
+def _score_file(json_path: Path, key: str) -> Path:
+    """The score file of stream `key` (or `fused`) that belongs to a metrics JSON."""
+    return json_path.with_name(f"{json_path.stem}_{key}.npz")
+
+
+def _resolved_root(root: str | os.PathLike) -> str:
+    """A dataset folder as an absolute path string, so the cache can tell datasets apart."""
+    return str(Path(root).resolve())
+
+
+def cached_evaluation(
+    loaded: LoadedRun,
+    protocol: Protocol = Protocol(),
+    data_root: str | None = None,
+    batch_size: int = 4,
+    workers: int = 2,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+    reuse: bool = True,
+) -> CachedEvaluation:
+    """The run's metrics under `protocol`: read back from its metrics JSON when that is newer than the checkpoint and
+    describes the same checkpoint, dataset and classes; otherwise evaluated, then saved (JSON and score files)."""
+    path = eval_cache_path(loaded.checkpoint, protocol)
+    root = _resolved_root(data_root or loaded.config.data.root)
+    if reuse:
+        previous = read_cached_evaluation(loaded, protocol, root)
+        if previous is not None:
+            return previous
+    runtime = runtime or Runtime(device=next(loaded.model.parameters()).device)
+    scores = _evaluate_loaded(loaded, protocol, root, batch_size, workers, runtime, progress)
+    metrics = {key: summarize(s.scores, s.labels) for key, s in scores.items()}
+    files = {key: _score_file(path, key) for key in scores}
+    if runtime.is_main:
+        for key, score_set in scores.items():
+            save_scores(score_set, files[key])
+        atomic_write_json(path, {
+            "format": EVAL_FORMAT, "checkpoint": loaded.checkpoint.name, "epoch": loaded.epoch,
+            "split": protocol.split, "segments": protocol.segments, "crops": protocol.crops, "data_root": root,
+            "class_names": list(loaded.class_names),
+            "metrics": {key: m.as_dict() for key, m in metrics.items()},
+            "scores": {key: file.name for key, file in files.items()},
+        })
+    return CachedEvaluation(loaded.checkpoint, protocol, loaded.class_names, metrics, files, path, reused=False,
+                            _loaded_scores=dict(scores))
+
+
+def read_cached_evaluation(loaded: LoadedRun, protocol: Protocol, data_root: str) -> CachedEvaluation | None:
+    """The saved evaluation of `loaded` under `protocol` on `data_root` if it is still valid, else None."""
+    path = eval_cache_path(loaded.checkpoint, protocol)
+    try:
+        if path.stat().st_mtime < loaded.checkpoint.stat().st_mtime:
+            return None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    expected = {
+        "format": EVAL_FORMAT, "checkpoint": loaded.checkpoint.name, "split": protocol.split,
+        "segments": protocol.segments, "crops": protocol.crops, "data_root": data_root,
+        "class_names": list(loaded.class_names),
+    }
+    if not isinstance(saved, dict) or any(saved.get(key) != value for key, value in expected.items()):
+        return None
+    try:
+        metrics = {key: Metrics(**values) for key, values in saved["metrics"].items()}
+        files = {key: path.parent / name for key, name in saved["scores"].items()}
+    except (KeyError, TypeError, AttributeError):
+        return None
+    wanted = set(loaded.model.modalities) | {FUSED}
+    if set(metrics) != wanted or set(files) != wanted or not all(file.is_file() for file in files.values()):
+        return None
+    return CachedEvaluation(loaded.checkpoint, protocol, loaded.class_names, metrics, files, path, reused=True)

@@ -1,0 +1,107 @@
+"""`cvkd profile`: parameters, GMACs (per frame, sample, GOP-weighted frame, test video) and CPU latency of a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cvkd.config import load_config
+from cvkd.data.lists import read_classes
+from cvkd.engine.runs import build_model, load_run
+from cvkd.engine.schema import RunConfig
+from cvkd.errors import ConfigError
+from cvkd.models.coviar import CoViAR
+from cvkd.report.model_costs import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+FALLBACK_CLASSES = 101  # UCF-101
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `cvkd profile`."""
+    parser = subparsers.add_parser(
+        "profile",
+        help="what a model costs: parameters, GMACs per frame / sample / GOP-weighted frame / video, CPU latency",
+        description="Profile a run folder, a checkpoint or a YAML config (built with random weights; model.init is "
+                    f"ignored). Compute is in {UNIT_NOTE}. With --teacher, also print teacher / student ratios.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="run folder, checkpoint (.pt) or YAML config")
+    parser.add_argument("--teacher", metavar="MODEL", help="a teacher to compare with (run, checkpoint or config)")
+    parser.add_argument("--classes", type=int, default=None, metavar="N",
+                        help="classes of a config's model (default: the config's dataset classes.txt, else 101); "
+                             "runs and checkpoints keep their own")
+    parser.add_argument("--crop", type=int, default=224, help="input size in pixels (default 224)")
+    parser.add_argument("--gop", type=int, default=12, help="GOP size for the GOP-weighted figure (default 12)")
+    parser.add_argument("--segments", type=int, default=25, help="test protocol: segments per video (default 25)")
+    parser.add_argument("--crops", type=int, default=10, help="test protocol: crops per segment (default 10)")
+    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
+                        help="time one sample on the CPU (default on)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return parser
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model to profile and how to name it."""
+
+    model: CoViAR
+    name: str
+
+
+def config_classes(config: RunConfig) -> int:
+    """The number of classes of the config's dataset (its classes.txt), else UCF-101's 101."""
+    classes_file = Path(config.data.root) / "classes.txt" if config.data.root else None
+    if classes_file is not None and classes_file.is_file():
+        return len(read_classes(classes_file))
+    return FALLBACK_CLASSES
+
+
+def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
+    """The CoViAR a run folder, checkpoint or YAML config names; a config's model gets random weights (on the `meta`
+    device, without storage, when `weights` is False: enough for counting)."""
+    path = Path(source)
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        loaded = load_run(path, "cpu")
+        return NamedModel(loaded.model, f"{source} (run {loaded.config.name}, epoch {loaded.epoch + 1})")
+    config = load_config(RunConfig, path)
+    if classes is not None and classes < 1:
+        raise ConfigError(f"--classes must be at least 1, got {classes}")
+    count = classes if classes is not None else config_classes(config)
+    if weights:
+        model = build_model(config, count, pretrained=False)
+    else:
+        with torch.device("meta"):
+            model = build_model(config, count, pretrained=False)
+    return NamedModel(model, f"{source} (config, random weights)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile MODEL (and --teacher) and print the figures."""
+    for option in ("crop", "gop", "segments", "crops"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")
+    settings = dict(crop=args.crop, gop=args.gop, segments=args.segments, crops=args.crops, latency=args.latency)
+    student = load_model(args.model, args.classes, args.latency)
+    profiles = [profile_model(student.model, student.name, **settings)]
+    if args.teacher:
+        teacher = load_model(args.teacher, args.classes, args.latency)
+        profiles.insert(0, profile_model(teacher.model, teacher.name, **settings))
+    if args.json:
+        payload = {"unit": "MACs", "num_threads": torch.get_num_threads(),
+                   "models": [profile.as_dict() for profile in profiles]}
+        if len(profiles) == 2:
+            payload["ratios_teacher_over_student"] = profile_ratios(*profiles)
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"compute in {UNIT_NOTE}; torch threads: {torch.get_num_threads()}")
+    for profile in profiles:
+        print()
+        print(format_profile(profile))
+    if len(profiles) == 2:
+        print()
+        print(format_ratios(*profiles))
+    return 0

@@ -1,0 +1,267 @@
+"""`cvkd compare`: seeds grouped with the right mean, the composed teacher's accuracy, cached metrics reused, outputs
+written, variants and verdicts worded from the configs, and one-line errors for bad runs.
+
+Tiny real runs (cnn_tiny streams, one epoch, a 3-class synthetic dataset) are trained once for the module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cvkd.engine.protocol as protocol_module
+from cvkd.cli import main
+from cvkd.config import config_from_dict, load_config
+from cvkd.data.synthetic import generate_synthetic
+from cvkd.engine.protocol import Protocol, evaluate_model
+from cvkd.engine.runs import load_run
+from cvkd.engine.schema import RunConfig
+from cvkd.engine.train import train
+from cvkd.errors import ConfigError
+from cvkd.report.compare import CompareRow, Comparison, CompareSettings, compare_runs, verdict
+from cvkd.report.composed_teacher import compose_teacher, composed_metrics
+from cvkd.report.model_costs import ModelProfile
+from cvkd.report.profile import StreamCosts, cost_report
+from cvkd.report.variants import Variant, describe_streams, group_by_seed
+
+SEGMENTS, CROPS = 2, 1
+TAG = f"test_{SEGMENTS}x{CROPS}"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STUDENT = ["model.streams={iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}", "model.frozen=[mv, residual]"]
+
+
+def tiny_run(root: Path, data: Path, name: str, *overrides: str) -> Path:
+    """Train a one-epoch cnn_tiny run on `data` and return its folder."""
+    config = load_config(RunConfig, None, [
+        f"name={name}", f"output_dir={root / 'runs'}", f"data.root={data}", "data.crop_size=48", "data.workers=0",
+        "data.segments=2", "data.val_segments=2", "data.batch_size=4", "optim.layer_lr=uniform", "optim.epochs=1",
+        "model.pretrained=null", *overrides,
+    ])
+    return train(config, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """Three single-stream teacher runs, two seeds of a no-KD student, a 1-teacher and a 3-teacher student, and a
+    run trained on another class list."""
+    root = tmp_path_factory.mktemp("compare")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CVKD_CACHE_DIR", str(root / "cache"))
+    torch.set_num_threads(1)
+    data, other_data = root / "data", root / "other"
+    generate_synthetic(data, classes=3, videos_per_class=4, size=(64, 64), frames=13, seed=0, workers=1,
+                       progress=False)
+    generate_synthetic(other_data, classes=2, videos_per_class=4, size=(64, 64), frames=13, seed=1, workers=1,
+                       progress=False)
+    runs = {
+        "iframe": tiny_run(root, data, "t_iframe", "model.streams={iframe: cnn_tiny}"),
+        "mv": tiny_run(root, data, "t_mv", "model.streams={mv: cnn_tiny}"),
+        "residual": tiny_run(root, data, "t_residual", "model.streams={residual: cnn_tiny}"),
+    }
+    init = f"model.init={{mv: {runs['mv']}, residual: {runs['residual']}}}"
+    teachers = [runs["iframe"], runs["mv"], runs["residual"]]
+    runs["nokd0"] = tiny_run(root, data, "nokd_s0", *STUDENT, init, "seed=0")
+    runs["nokd1"] = tiny_run(root, data, "nokd_s1", *STUDENT, init, "seed=1")
+    runs["kd"] = tiny_run(root, data, "kd1", *STUDENT, init, f"distill.teachers=[{runs['iframe']}]",
+                          "distill.strategy=kd")
+    runs["mkd"] = tiny_run(root, data, "mkd", *STUDENT, init, f"distill.teachers=[{', '.join(map(str, teachers))}]",
+                           "distill.strategy=avg_targets")
+    runs["other"] = tiny_run(root, other_data, "other_classes", "model.streams={iframe: cnn_tiny}")
+    yield {"root": root, "data": data, "runs": runs, "teachers": teachers,
+           "students": [runs["nokd0"], runs["kd"], runs["nokd1"], runs["mkd"]]}
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+SETTINGS = CompareSettings(protocol=Protocol("test", SEGMENTS, CROPS), latency=False, workers=0, device="cpu",
+                           progress=False)
+
+
+def fused_top1_from_json(run: Path) -> float:
+    return json.loads((run / f"eval_{TAG}.json").read_text())["metrics"]["fused"]["top1"]
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_seeds_share_a_row_with_the_mean_of_their_runs(lab):
+    comparison = compare_runs(lab["students"], lab["teachers"], SETTINGS)
+    runs = lab["runs"]
+    assert [row.variant for row in comparison.rows] == [
+        "CoViAR teacher", "no KD", "KD (1 teacher: iframe)", "avg_targets (3 teachers: iframe, mv, residual)"]
+    no_kd = comparison.rows[1]
+    assert no_kd.runs == ["nokd_s0", "nokd_s1"] and no_kd.seeds == [0, 1] and no_kd.n == 2
+    by_hand = [fused_top1_from_json(runs["nokd0"]), fused_top1_from_json(runs["nokd1"])]
+    assert no_kd.mean == pytest.approx(statistics.fmean(by_hand))
+    assert (no_kd.low, no_kd.high) == (min(by_hand), max(by_hand))
+    assert comparison.delta(no_kd) == pytest.approx(no_kd.mean - comparison.teacher.mean)
+    assert no_kd.streams == "iframe cnn_tiny, mv cnn_tiny*, residual cnn_tiny*"
+    # Every model here has three cnn_tiny streams with 3 classes: equal costs, ratio 1.
+    ratios = comparison.ratios(comparison.rows[3])
+    assert ratios["params"] == pytest.approx(1.0) and ratios["macs_per_gop_frame"] == pytest.approx(1.0)
+    assert ratios["latency"] is None
+
+
+def test_composed_teacher_accuracy_is_the_2_1_1_fusion_of_the_stream_runs(lab):
+    comparison = compare_runs(lab["students"][:1], lab["teachers"], SETTINGS)
+    scores = {stream: np.load(run / f"eval_{TAG}_{stream}.npz")
+              for stream, run in zip(("iframe", "mv", "residual"), lab["teachers"])}
+    names = scores["iframe"]["names"]
+    assert all((archive["names"] == names).all() for archive in scores.values())
+    fused = 2 * scores["iframe"]["scores"] + scores["mv"]["scores"] + scores["residual"]["scores"]
+    by_hand = 100.0 * float((fused.argmax(axis=1) == scores["iframe"]["labels"]).mean())
+    assert comparison.teacher.top1 == [pytest.approx(by_hand)]
+    # ... and equals scoring the composed CoViAR in one pass (the views of a video do not depend on the streams).
+    teacher = compose_teacher([load_run(run) for run in lab["teachers"]])
+    assert teacher.model.fusion_weights == {"iframe": 2.0, "mv": 1.0, "residual": 1.0}
+    assert teacher.model.streams["mv"] is teacher.sources["mv"].model.streams["mv"]
+    whole = evaluate_model(teacher.model, teacher.class_names, lab["data"], "test", SEGMENTS, CROPS, crop_size=48,
+                           workers=0, progress=False)["fused"]
+    whole_top1 = 100.0 * float((whole.scores.argmax(axis=1) == whole.labels).mean())
+    assert composed_metrics(teacher, comparison.evaluations).top1 == pytest.approx(whole_top1)
+
+
+def test_cached_metrics_are_reused_until_older_than_the_checkpoint(lab, monkeypatch):
+    compare_runs(lab["students"], lab["teachers"], SETTINGS)  # make sure every cache exists
+    calls = []
+    real = protocol_module.evaluate_model
+    monkeypatch.setattr(protocol_module, "evaluate_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    files = [run / f"eval_{TAG}.json" for run in [*lab["teachers"], *lab["students"]]]
+    before = [file.stat().st_mtime_ns for file in files]
+    compare_runs(lab["students"], lab["teachers"], SETTINGS)
+    assert calls == [] and [file.stat().st_mtime_ns for file in files] == before
+
+    stale = lab["runs"]["kd"] / f"eval_{TAG}.json"
+    checkpoint_time = (lab["runs"]["kd"] / "best.pt").stat().st_mtime
+    os.utime(stale, (checkpoint_time - 60, checkpoint_time - 60))
+    compare_runs(lab["students"], lab["teachers"], SETTINGS)
+    assert len(calls) == 1 and stale.stat().st_mtime > checkpoint_time
+
+
+def test_cli_prints_the_table_and_writes_md_csv_png(lab, tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["compare", *map(str, lab["students"]), "--teacher", *map(str, lab["teachers"]), "--segments",
+            str(SEGMENTS), "--crops", str(CROPS), "--workers", "0", "--device", "cpu", "--no-latency",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    markdown = (out / "compare.md").read_text()
+    assert markdown.strip() in printed
+    assert "| CoViAR teacher |" in markdown and "GMACs (multiply-accumulates)" in markdown
+    assert "Verdict: avg_targets (3 teachers: iframe, mv, residual)" in markdown
+    with open(out / "compare.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["kind"] for row in rows] == ["teacher", "none", "single", "multi"]
+    runs = lab["runs"]
+    expected = statistics.fmean([fused_top1_from_json(runs["nokd0"]), fused_top1_from_json(runs["nokd1"])])
+    assert float(rows[1]["top1_mean"]) == pytest.approx(expected)
+    assert rows[1]["seeds"] == "0;1" and rows[1]["n"] == "2" and rows[1]["latency_ms"] == ""
+    png = (out / "compare.png").read_bytes()
+    assert png[:8] == PNG_SIGNATURE and len(png) > 1000
+
+
+def test_one_multi_stream_teacher_run_is_used_as_it_is(lab):
+    teacher = compose_teacher([load_run(lab["runs"]["mkd"])])
+    assert teacher.model is teacher.sources["iframe"].model and teacher.name == "mkd"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_student_trained_on_other_classes_is_named_in_one_line(lab, capsys):
+    other = lab["runs"]["other"]
+    argv = ["compare", str(lab["runs"]["nokd0"]), str(other), "--teacher", *map(str, lab["teachers"]),
+            "--no-latency", "--no-progress", "--workers", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(other) in err and "other classes than the teacher" in err
+
+
+def test_missing_run_exits_2_with_one_line(lab, tmp_path, capsys):
+    missing = tmp_path / "no_such_run"
+    assert main(["compare", str(missing), "--teacher", str(lab["teachers"][0]), "--no-latency"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{missing}: no such run folder or checkpoint" in err
+
+
+def test_a_stream_offered_by_two_teacher_runs_is_refused(lab):
+    iframe = load_run(lab["runs"]["iframe"])
+    with pytest.raises(ConfigError, match="stream 'iframe' also comes from"):
+        compose_teacher([iframe, load_run(lab["runs"]["mkd"])])
+
+
+# ---------------------------------------------------------------- variants and verdicts without training
+
+
+def make_config(**changes) -> RunConfig:
+    data = {"name": "a", "seed": 0, "model": {"streams": {"iframe": "resnet18", "mv": "resnet18"}, "frozen": ["mv"]}}
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data.setdefault(section, {})[field] = value
+        else:
+            data[key] = value
+    return config_from_dict(RunConfig, data)
+
+
+def test_group_by_seed_ignores_only_seed_name_and_output_dir():
+    configs = [make_config(), make_config(seed=1, name="b", output_dir="elsewhere"), make_config(optim__lr=0.5),
+               make_config(seed=2, name="c")]
+    groups = group_by_seed(configs, lambda config: config)
+    assert [[config.seed for config in group] for group in groups] == [[0, 1, 2], [0]]
+    assert describe_streams(configs[0]) == "iframe resnet18, mv resnet18*"
+
+
+@pytest.mark.parametrize(
+    "strategy, teachers, label, kind",
+    [
+        ("none", ("iframe",), "no KD", "none"),
+        ("kd", (), "no KD", "none"),
+        ("kd", ("iframe",), "KD (1 teacher: iframe)", "single"),
+        ("avg_targets", ("iframe", "mv", "residual"), "avg_targets (3 teachers: iframe, mv, residual)", "multi"),
+    ],
+)
+def test_variant_labels(strategy, teachers, label, kind):
+    variant = Variant(strategy, teachers)
+    assert (variant.label, variant.kind) == (label, kind)
+
+
+def made_up_row(variant: str, kind: str, top1: list[float]) -> CompareRow:
+    costs = cost_report(StreamCosts(1, 1, 1), StreamCosts(1, 1, 1))
+    profile = ModelProfile(variant, {"iframe": "x", "mv": "x", "residual": "x"}, 3, 32, costs)
+    return CompareRow(variant, kind, "", [variant], list(range(len(top1))), top1, profile)
+
+
+def made_up_comparison(*rows: CompareRow) -> Comparison:
+    return Comparison([made_up_row("CoViAR teacher", "teacher", [90.0]), *rows], Protocol(), 224, 12, 1)
+
+
+def test_verdict_says_when_multi_teacher_kd_helps_beyond_the_spread():
+    text = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0, 81.0]),
+                                      made_up_row("KD (1 teacher: iframe)", "single", [82.0, 83.0]),
+                                      made_up_row("mkd", "multi", [85.0, 86.0])))
+    assert "mkd beats no KD on the mean (+5.00 points, 2 vs 2 seeds): beyond the seed spread" in text
+    assert "mkd beats KD (1 teacher: iframe) on the mean (+3.00 points" in text
+    assert "So mkd helps, by more than the seed spread." in text
+
+
+def test_verdict_says_when_multi_teacher_kd_does_not_help():
+    text = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0, 84.0]),
+                                      made_up_row("KD (1 teacher: iframe)", "single", [83.0, 85.0]),
+                                      made_up_row("mkd", "multi", [81.0, 84.0])))
+    assert "mkd beats no KD on the mean (+0.50 points, 2 vs 2 seeds): within the seed spread" in text
+    assert "mkd does not beat KD (1 teacher: iframe) on the mean (-1.50 points" in text
+    assert "So mkd does not help over every baseline here." in text
+    lone = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0])))
+    assert "no multi-teacher run" in lone
