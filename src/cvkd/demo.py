@@ -16,10 +16,14 @@ from cvkd.data.synthetic import generate_synthetic
 from cvkd.distill.teachers import split_spec
 from cvkd.engine.schema import RunConfig
 from cvkd.engine.train import is_finished, train
+from cvkd.engine.protocol import Protocol
 from cvkd.recipes import recipe_path
+from cvkd.report.compare import CompareSettings, compare_runs
+from cvkd.report.compare_output import format_markdown, write_outputs
 
 TEACHERS = "teachers"
 STUDENTS = ("student_nokd", "student_kd", "student_mkd")
+TEST_PROTOCOL = Protocol("test", 5, 1)  # a cheaper test than CoViAR's 25 x 10 keeps the demo in minutes
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class DemoResult:
     teacher: Path
     students: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    table: str = ""
+    report: list[Path] = field(default_factory=list)
 
 
 def recipe_config(recipe: str, out: Path, settings: DemoSettings, seed: int = 0) -> RunConfig:
@@ -83,23 +89,32 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
     started = time.perf_counter()
     result = DemoResult(data=out / "data", teacher=out / "runs")
     say = tqdm.write
-    say(f"[1/3] synthetic benchmark -> {result.data}")
+    say(f"[1/4] synthetic benchmark -> {result.data}")
     generate_synthetic(result.data, videos_per_class=settings.videos_per_class, seed=0, progress=progress)
     result.seconds["data"] = time.perf_counter() - started
 
     teacher_config = recipe_config(TEACHERS, out, settings)
     result.teacher = Path(teacher_config.output_dir) / teacher_config.name
-    say(f"[2/3] teachers {dict(teacher_config.model.streams)} -> {result.teacher}")
+    say(f"[2/4] teachers {dict(teacher_config.model.streams)} -> {result.teacher}")
     _train_or_reuse(teacher_config, progress)
     result.seconds["teachers"] = time.perf_counter() - started - sum(result.seconds.values())
 
-    say(f"[3/3] students ({', '.join(STUDENTS)}) x {settings.seeds} seed(s)")
+    say(f"[3/4] students ({', '.join(STUDENTS)}) x {settings.seeds} seed(s)")
     for seed in range(settings.seeds):
         for recipe in STUDENTS:
             config = recipe_config(recipe, out, settings, seed)
             _train_or_reuse(config, progress)
             result.students.append(Path(config.output_dir) / config.name)
     result.seconds["students"] = time.perf_counter() - started - sum(result.seconds.values())
+
+    say(f"[4/4] test ({TEST_PROTOCOL.segments} segments x {TEST_PROTOCOL.crops} crop) and compare -> {out / 'report'}")
+    comparison = compare_runs(
+        [str(run) for run in result.students], [str(result.teacher)],
+        CompareSettings(protocol=TEST_PROTOCOL, progress=progress, device="cpu"),
+    )
+    result.table = format_markdown(comparison)
+    result.report = write_outputs(comparison, out / "report")
+    result.seconds["report"] = time.perf_counter() - started - sum(result.seconds.values())
     return result
 
 

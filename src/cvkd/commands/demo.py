@@ -25,5 +25,10 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = run_demo(args.out, DemoSettings(quick=args.quick, seeds=max(1, args.seeds)), progress=not args.no_progress)
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s: data {result.data}, runs {result.teacher.parent}")
+    print("\n" + result.table)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s "
+          f"({', '.join(f'{step} {seconds:.0f} s' for step, seconds in result.seconds.items())})")
+    print(f"  data:        {result.data} (contact sheet: {result.data / 'contact_sheet.png'})")
+    print(f"  checkpoints: {result.teacher.parent}/*/best.pt (logs: log.jsonl, configs: config.yaml)")
+    print(f"  report:      {', '.join(str(path) for path in result.report)}")
     return 0

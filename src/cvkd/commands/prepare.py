@@ -14,13 +14,12 @@ import av
 from tqdm import tqdm
 
 from cvkd.codec.encode import EncodeSettings, parse_size, reencode
-from cvkd.data.lists import VideoList, hold_out, missing_videos, replace_suffix, write_dataset
+from cvkd.data.lists import PREPARE_REPORT_FILE, VideoList, hold_out, missing_videos, replace_suffix, write_dataset
 from cvkd.errors import ConfigError, CvkdError, DatasetError, VideoError
 from cvkd.fileio import atomic_write_json
 
 SOURCES = ("ucf101", "hmdb51", "folder")
 VIDEOS_DIR = "videos"
-REPORT_FILE = "prepare_report.json"
 
 
 @dataclass
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(prepared.values()):
         raise DatasetError(f"{args.root}: no video could be prepared (see the warnings above)")
     write_dataset(args.out, classes, prepared)
-    atomic_write_json(args.out / REPORT_FILE, _report(args, settings, listed, missing, outcome, prepared))
+    atomic_write_json(args.out / PREPARE_REPORT_FILE, _report(args, settings, listed, missing, outcome, prepared))
     counts = ", ".join(f"{subset} {len(items)}" for subset, items in prepared.items())
     print(
         f"prepared {sum(len(v) for v in prepared.values())} videos in {args.out} ({counts}): "

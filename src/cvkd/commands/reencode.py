@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvkd.codec.encode import EncodeSettings, parse_size, reencode
+from cvkd.data.lists import VIDEO_EXTENSIONS
 from cvkd.errors import CvkdError
 from cvkd.parallel import run_jobs
 
-VIDEO_SUFFIXES = {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
     jobs = []
     for source in sources:
         if source.is_dir():
-            for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
+            for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
                 jobs.append(ReencodeJob(path, out / path.relative_to(source).with_suffix(".mp4"), settings))
         else:
             jobs.append(ReencodeJob(source, out / source.with_suffix(".mp4").name, settings))

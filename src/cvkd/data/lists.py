@@ -18,7 +18,10 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from cvkd.errors import DatasetError
 from cvkd.fileio import atomic_write_text
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+"""File suffixes taken for videos when a folder is searched (folder datasets, `reencode`, `predict`)."""
+PREPARE_REPORT_FILE = "prepare_report.json"
+"""What `cvkd prepare` writes beside the lists: counts, failures and the encode settings."""
 SUBSETS = ("train", "val", "test")
 OFFICIAL_SPLITS = (1, 2, 3)
 UCF101_ANNOTATIONS = "ucfTrainTestlist"
