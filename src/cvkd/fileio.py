@@ -29,6 +29,11 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         tmp.unlink(missing_ok=True)
 
 
+def cache_root() -> Path:
+    """Root of cvkd's caches (video indexes, re-encoded copies): $CVKD_CACHE_DIR, else ~/.cache/cvkd."""
+    return Path(os.environ.get("CVKD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cvkd"))
+
+
 def _current_umask() -> int:
     """The process umask (reading it means setting it, so set it straight back)."""
     mask = os.umask(0)

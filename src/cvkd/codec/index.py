@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 
 from cvkd.errors import FrameIndexError, VideoError
-from cvkd.fileio import atomic_write_json
+from cvkd.fileio import atomic_write_json, cache_root
 
 _INDEX_VERSION = 1
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
@@ -83,19 +83,23 @@ _memory_lock = threading.Lock()
 
 def cache_dir() -> Path:
     """Directory of the on-disk index cache: $CVKD_CACHE_DIR/index, else ~/.cache/cvkd/index."""
-    root = os.environ.get("CVKD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cvkd")
-    return Path(root) / "index"
+    return cache_root() / "index"
+
+
+def stat_video(path: str | os.PathLike) -> os.stat_result:
+    """`os.stat` of a video file, with a VideoError naming it when it is missing or unreadable."""
+    try:
+        return Path(path).stat()
+    except FileNotFoundError:
+        raise VideoError(path, "no such file") from None
+    except OSError as error:
+        raise VideoError(path, f"cannot access ({error.strerror or error})") from None
 
 
 def index_video(path: str | os.PathLike, use_cache: bool = True) -> VideoIndex:
     """Return the index of `path`, from the cache when its path, size and mtime are unchanged."""
     path = Path(path)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise VideoError(path, "no such file") from None
-    except OSError as error:
-        raise VideoError(path, f"cannot access ({error.strerror})") from None
+    stat = stat_video(path)
     if path.is_dir():
         raise VideoError(path, "is a directory, not a video")
     if stat.st_size == 0:

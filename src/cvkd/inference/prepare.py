@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Iterable
 
 from cvkd.codec.encode import EncodeSettings, reencode
-from cvkd.codec.index import cache_dir as index_cache_dir
+from cvkd.codec.index import stat_video
 from cvkd.data.lists import VIDEO_EXTENSIONS
 from cvkd.errors import VideoError
+from cvkd.fileio import cache_root
 
 CACHE_VERSION = 1  # bump when the same source and settings would be encoded differently
 
@@ -44,18 +45,13 @@ def collect_videos(arguments: Iterable[str | os.PathLike]) -> CollectedVideos:
 
 def reencode_cache_dir() -> Path:
     """Where re-encoded copies are kept: $CVKD_CACHE_DIR/reencoded, else ~/.cache/cvkd/reencoded."""
-    return index_cache_dir().parent / "reencoded"
+    return cache_root() / "reencoded"
 
 
 def cached_reencode_path(source: str | os.PathLike, settings: EncodeSettings) -> Path:
     """The cache file of `source` re-encoded with `settings`: keyed by its absolute path, size, mtime and `settings`."""
     source = Path(source)
-    try:
-        stat = source.stat()
-    except FileNotFoundError:
-        raise VideoError(source, "no such file") from None
-    except OSError as error:
-        raise VideoError(source, f"cannot read ({error.strerror or error})") from None
+    stat = stat_video(source)
     key = {
         "version": CACHE_VERSION,
         "source": str(source.resolve()),
