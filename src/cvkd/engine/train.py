@@ -83,6 +83,7 @@ class _Trainer:
         self.val_list = dataset_split(config, config.data.val_split)
 
         self.teachers = self._load_teachers()
+        seed_everything(config.seed)  # the same seed gives the same initial weights (and strategy parameters)
         self.model = build_model(config, len(self.class_names)).to(runtime.device)
         self._initialise_streams()
         self.trainable = trainable_streams(config, self.model)
@@ -180,10 +181,11 @@ class _Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             if not resume and (self.out / LAST).exists():
                 raise CheckpointError(f"{self.out}: run folder already holds checkpoints; resume it or use another name")
+        if resume:
+            self._resume()  # before writing config.yaml: a refused resume leaves the run folder as it was
+        if self.runtime.is_main:
             save_config(config, self.out / CONFIG_FILE)
         barrier(self.runtime)
-        if resume:
-            self._resume()
         if self.teachers is not None and config.distill.cache:
             self._prepare_cache()
         for epoch in range(self.start_epoch, config.optim.epochs):
@@ -284,11 +286,12 @@ class _Trainer:
         return row
 
     def _save(self, epoch: int, row: dict) -> None:
-        if not self.runtime.is_main:
-            return
+        # Every process tracks the best score (the row is the same everywhere), so each returns the same TrainResult.
         improved = "val_top1" in row and (self.best_val is None or row["val_top1"] > self.best_val)
         if improved:
             self.best_val = row["val_top1"]
+        if not self.runtime.is_main:
+            return
         state = {
             "config": config_to_dict(self.config),
             "class_names": list(self.class_names),
