@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvkd.commands.train import add_run_arguments, load_run_config
+from cvkd.commands.train import add_run_arguments, load_run_config, train_and_report
 from cvkd.errors import ConfigError
 
 
@@ -17,12 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Distil and print where the run is."""
-    from cvkd.engine.train import train
-
     config = load_run_config(args)
     if not config.distill.teachers:
         raise ConfigError("distill.teachers is empty: name the teacher runs (RUN, RUN:stream or RUN:fused)")
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    best = "n/a" if result.best_val_top1 is None else f"{result.best_val_top1:.2f}%"
-    print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
-    return 0
+    return train_and_report(config, args)

@@ -33,9 +33,15 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the run is."""
+    return train_and_report(load_run_config(args), args)
+
+
+def train_and_report(config: RunConfig, args: argparse.Namespace) -> int:
+    """Run the training loop on `config` and print one line about the result (on the main process only)."""
     from cvkd.engine.train import train
 
-    result = train(load_run_config(args), resume=args.resume, progress=not args.no_progress)
+    result = train(config, resume=args.resume, progress=not args.no_progress)
     best = "n/a" if result.best_val_top1 is None else f"{result.best_val_top1:.2f}%"
-    print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
+    if result.is_main:  # under torchrun every process returns here; one line is enough
+        print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
     return 0

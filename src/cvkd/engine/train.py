@@ -42,6 +42,7 @@ class TrainResult:
     """Where a finished run is and how well it did on validation."""
 
     run_dir: Path
+    is_main: bool
     epochs: int
     best_val_top1: float | None
     history: list[dict] = field(default_factory=list)
@@ -194,7 +195,7 @@ class _Trainer:
             self.history.append(row)
             self._save(epoch, row)
         barrier(self.runtime)
-        return TrainResult(self.out, config.optim.epochs, self.best_val, self.history)
+        return TrainResult(self.out, self.runtime.is_main, config.optim.epochs, self.best_val, self.history)
 
     def _prepare_cache(self) -> None:
         """Teacher logits for the first `cache_views` training views of every video: built once, by rank 0."""
@@ -260,9 +261,8 @@ class _Trainer:
         for modality in self.trainable:
             row[f"train_acc_{modality}"] = 100.0 * reduced[f"correct_{modality}"] / samples
             if self.teachers is not None and modality in weight_sums:
-                names = self.teachers.names
-                local = (weight_sums[modality] / max(totals["samples"], 1.0)).tolist()
-                row[f"teacher_weights_{modality}"] = dict(zip(names, local))
+                summed = all_reduce_sum(weight_sums[modality].tolist(), runtime)  # sample-weighted, all processes
+                row[f"teacher_weights_{modality}"] = dict(zip(self.teachers.names, [w / samples for w in summed]))
         return row
 
     def _teacher_outputs(self, batch, sample, epoch):
