@@ -1,0 +1,54 @@
+"""`cvkd demo` end to end at a toy size: every step runs, the table has every variant, a second run reuses everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from cvkd.demo import DemoSettings, run_demo
+
+TINY_STREAMS = "{iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}"
+
+
+@dataclass(frozen=True)
+class ToyDemo(DemoSettings):
+    """The demo's chain with 4 videos per class, one epoch per run and tiny networks."""
+
+    @property
+    def videos_per_class(self) -> int:
+        return 4
+
+    def overrides(self, recipe: str) -> list[str]:
+        return ["optim.epochs=1", "optim.lr_steps=[]", "data.crop_size=48", "data.workers=0", "data.val_segments=1",
+                "distill.cache_views=1", f"model.streams={TINY_STREAMS}"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CVKD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_demo_runs_every_step_and_reuses_them(tmp_path):
+    result = run_demo(tmp_path / "demo", ToyDemo(), progress=False)
+    names = sorted(path.name for path in result.students)
+    assert names == ["synth_student_kd", "synth_student_mkd", "synth_student_nokd"]
+    for run in [result.teacher, *result.students]:
+        assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
+    for label in ("CoViAR teacher", "no KD", "KD (1 teacher: iframe)", "avg_targets (3 teachers"):
+        assert label in result.table
+    assert sorted(path.name for path in result.report) == ["compare.csv", "compare.md", "compare.png"]
+    checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [result.teacher, *result.students]}
+
+    again = run_demo(tmp_path / "demo", ToyDemo(), progress=False)
+    assert {run: (run / "last.pt").stat().st_mtime_ns for run in checkpoints} == checkpoints  # nothing retrained
+    assert accuracy_column(again.table) == accuracy_column(result.table)  # evaluations reused, same figures
+
+
+def accuracy_column(table: str) -> list[str]:
+    """The variant and top-1 cells of every row of the comparison table (latency varies between runs)."""
+    header = next(line for line in table.splitlines() if line.startswith("| variant"))
+    cells = [cell.strip() for cell in header.strip("|").split("|")]
+    top1 = cells.index("top-1 %")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| variant", "|---"))]
+    return [f"{row.strip('|').split('|')[0].strip()} {row.strip('|').split('|')[top1].strip()}" for row in rows]
