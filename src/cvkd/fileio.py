@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from cvkd.errors import CvkdError
+
+
+# Write failures caused by the storage rather than by the data: disk full, quota, file size limit, read-only, I/O.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; on success it is fsynced and renamed onto `final`."""
+def atomic_path(
+    final: str | os.PathLike, suffix: str | None = None, error: Callable[[str], CvkdError] = CvkdError
+) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; on success it is fsynced and renamed onto `final`.
+
+    On any failure `final` is left as it was and the temporary file is removed. When the storage refuses the write
+    (an OSError with an errno in STORAGE_ERRNOS, or any OSError creating the temporary file) the failure is raised as
+    `error(one line naming final, the reason and that the previous file is intact)`.
+    """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     suffix = final.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent)
+    except OSError as problem:
+        raise error(write_failure(final, problem)) from None
     os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
     os.close(fd)
     tmp = Path(tmp_name)
@@ -25,8 +44,49 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
+        _fsync_directory(final.parent)
+    except OSError as problem:
+        if problem.errno not in STORAGE_ERRNOS:
+            raise
+        raise error(write_failure(final, problem)) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(final: str | os.PathLike, suffix: str | None = None) -> int:
+    """Delete the temporary files killed atomic writes of `final` left beside it; return how many.
+
+    Only for files a single process writes (a run's checkpoints): another process's write in progress would go too.
+    """
+    final = Path(final)
+    suffix = final.suffix if suffix is None else suffix
+    pattern = re.compile(rf"\.{re.escape(final.stem)}\.[a-z0-9_]{{8}}\.tmp{re.escape(suffix)}")
+    removed = 0
+    for candidate in final.parent.glob(f".{glob.escape(final.stem)}.*.tmp*"):
+        if pattern.fullmatch(candidate.name):
+            candidate.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def write_failure(final: Path, problem: OSError) -> str:
+    """One line: `final` could not be written, why, and what is left of it."""
+    kept = f"the previous {final.name} is intact" if final.exists() else f"no {final.name} was written"
+    return f"{final}: could not be written ({problem.strerror or problem}); {kept}"
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename inside `folder` durable (best effort: some file systems cannot fsync a directory)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def cache_root() -> Path:

@@ -11,6 +11,7 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
+from cvkd.codec.index import first_video_stream, open_video
 from cvkd.errors import VideoError
 from cvkd.fileio import atomic_path
 
@@ -45,6 +46,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def storable_rate(fps: Fraction | float | None) -> Fraction:
+    """`fps` as a rate MPEG-4 Part 2 can store (time base denominator < 2**16); 25 when absent or implausible.
+
+    A corrupt header can claim any rate (e.g. 5/904397 fps), which the encoder refuses; such a rate means nothing.
+    """
+    rate = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(0)
+    if not Fraction(1, 1000) <= rate <= 1000:
+        return Fraction(25)
+    return 1 / (1 / rate).limit_denominator(65535)
+
+
 class Mpeg4Writer:
     """Encode RGB or PyAV frames, one by one, into an MPEG-4 Part 2 `.mp4` with an exact GOP."""
 
@@ -52,7 +64,7 @@ class Mpeg4Writer:
         self.path = Path(path)
         self.settings = settings
         self._container = av.open(str(self.path), mode="w", format="mp4")
-        rate = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(25)
+        rate = storable_rate(fps)
         self._stream = self._container.add_stream("mpeg4", rate=rate, options={"sc_threshold": _NO_SCENE_CUT})
         self._stream.width = settings.width
         self._stream.height = settings.height
@@ -114,13 +126,11 @@ def encode_rgb_frames(
 def _decoded_frames(source: str | os.PathLike) -> Iterator[tuple[av.VideoFrame, Fraction]]:
     """Yield every decodable frame of the first video stream of `source`, with the stream's frame rate."""
     try:
-        container = av.open(os.fspath(source))
+        container = open_video(source)
     except (av.FFmpegError, OSError) as error:
         raise VideoError(source, f"cannot open as video ({_reason(error)})") from None
     with container:
-        if not container.streams.video:
-            raise VideoError(source, "has no video stream")
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, source)
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 
-from cvkd.errors import FrameIndexError, VideoError
+from cvkd.errors import CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
 _INDEX_VERSION = 1
@@ -126,13 +126,11 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
     """Demux `path` once (no decoding for MPEG-4 Part 2) and build its index."""
     path = Path(path)
     try:
-        container = av.open(str(path))
+        container = open_video(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise VideoError(path, f"not a readable video ({_short(error)})") from None
     with container:
-        if not container.streams.video:
-            raise VideoError(path, "has no video stream")
-        stream = container.streams.video[0]
+        stream = first_video_stream(container, path)
         codec = stream.codec_context.name
         try:
             if codec == "mpeg4":
@@ -163,6 +161,21 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         frame_pts=tuple(pts),
         gop_starts=starts,
     )
+
+
+def open_video(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a video for reading; metadata that is not valid UTF-8 is replaced rather than fatal."""
+    return av.open(os.fspath(path), metadata_errors="replace")
+
+
+def first_video_stream(container: av.container.InputContainer, path: str | os.PathLike) -> av.video.stream.VideoStream:
+    """The first video stream of an open container; VideoError when there is none or no decoder knows its codec."""
+    if not container.streams.video:
+        raise VideoError(path, "has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise VideoError(path, "video stream of an unknown codec (no decoder; corrupt header?)")
+    return stream
 
 
 def _scan_mpeg4_packets(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
@@ -212,7 +225,7 @@ def _read_disk_cache(key: tuple[str, int, int]) -> VideoIndex | None:
 def _write_disk_cache(key: tuple[str, int, int], index: VideoIndex) -> None:
     try:
         atomic_write_json(_cache_file(key), {"key": list(key), **asdict(index)})
-    except OSError:
+    except (OSError, CvkdError):  # CvkdError: atomic_write_json's report of a refused write
         pass  # a read-only or full cache directory only costs a rescan next time
 
 

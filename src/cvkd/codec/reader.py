@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import av
 import numpy as np
 
-from cvkd.codec.index import VideoIndex, index_video
+from cvkd.codec.index import VideoIndex, first_video_stream, index_video, open_video
 from cvkd.codec.motion import MotionTrace, block_motion, residual
 from cvkd.errors import UnsupportedVideoError, VideoError
 
@@ -146,6 +146,12 @@ class CompressedVideo:
         rgb: dict[int, np.ndarray] = {}
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position, frame in enumerate(self._frames_of_gop(gop, last)):
+            if (frame.width, frame.height) != (width, height):
+                self._discard_container()
+                raise VideoError(
+                    self.path, f"frame {self.gop_starts[gop] + position} decodes as {frame.width}x{frame.height}, "
+                    f"not the indexed {width}x{height} (corrupt stream header?)",
+                )
             if trace is not None and position > 0:
                 vectors = frame.side_data.get("MOTION_VECTORS")
                 if not accumulate:
@@ -230,13 +236,17 @@ class CompressedVideo:
         """Return this process's open container (reopened after a fork)."""
         if self._container is None or self._owner_pid != os.getpid():
             try:
-                self._container = av.open(self.path)
+                container = open_video(self.path)
             except (av.FFmpegError, OSError) as error:
                 raise VideoError(self.path, f"cannot open ({error})") from None
-            self._owner_pid = os.getpid()
-            stream = self._container.streams.video[0]
+            try:
+                stream = first_video_stream(container, self.path)
+            except VideoError:
+                container.close()
+                raise
             stream.codec_context.options = {"flags2": "+export_mvs"}
             stream.thread_type = "SLICE"
+            self._container, self._owner_pid = container, os.getpid()
         return self._container, self._container.streams.video[0]
 
     def _discard_container(self) -> None:

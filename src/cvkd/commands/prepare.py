@@ -16,7 +16,7 @@ from tqdm import tqdm
 from cvkd.codec.encode import EncodeSettings, parse_size, reencode
 from cvkd.data.lists import PREPARE_REPORT_FILE, VideoList, hold_out, missing_videos, replace_suffix, write_dataset
 from cvkd.errors import ConfigError, CvkdError, DatasetError, VideoError
-from cvkd.fileio import atomic_write_json
+from cvkd.fileio import atomic_write_json, remove_leftovers
 
 SOURCES = ("ucf101", "hmdb51", "folder")
 VIDEOS_DIR = "videos"
@@ -139,6 +139,7 @@ def encode_one(job: tuple[str, Path, Path, EncodeSettings]) -> tuple[str, str | 
     """Re-encode one video; return (relative path, None) or (relative path, why it failed)."""
     relative, source, output, settings = job
     try:
+        remove_leftovers(output)  # temporary files of a killed earlier run (one writer per output)
         reencode(source, output, settings)
     except VideoError as error:
         return relative, error.problem

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvkd.codec.encode import EncodeSettings, parse_size, reencode
-from cvkd.data.lists import VIDEO_EXTENSIONS
+from cvkd.data.lists import find_videos
 from cvkd.errors import CvkdError
+from cvkd.fileio import remove_leftovers
 from cvkd.parallel import run_jobs
 
 
@@ -41,7 +42,7 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
     jobs = []
     for source in sources:
         if source.is_dir():
-            for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
+            for path in find_videos(source):
                 jobs.append(ReencodeJob(path, out / path.relative_to(source).with_suffix(".mp4"), settings))
         else:
             jobs.append(ReencodeJob(source, out / source.with_suffix(".mp4").name, settings))
@@ -53,6 +54,7 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
 
 
 def _run_job(job: ReencodeJob) -> int:
+    remove_leftovers(job.target)  # temporary files of a killed earlier run (one writer per target)
     return reencode(job.source, job.target, job.settings)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from collections import OrderedDict
 from typing import Any, Sequence
 
@@ -15,8 +16,10 @@ from cvkd.codec.reader import CompressedVideo
 from cvkd.data.lists import VideoList
 from cvkd.data.sampling import ViewSpec, eval_view, frame_for_modality, train_view
 from cvkd.data.transforms import check_modality, render_sample, shared_scales
+from cvkd.errors import DatasetError, VideoError
 
 TEST_CROPS = (1, 10)
+BAD_VIDEO_POLICIES = ("raise", "substitute")
 
 
 class CompressedVideoDataset(Dataset):
@@ -29,6 +32,13 @@ class CompressedVideoDataset(Dataset):
         per-modality mapping), "view" (`ViewSpec.to_tensors()`; `sampling.views_from_batch` undoes the collation).
     Training views are drawn from a generator seeded by (seed, epoch, index): the same in any worker and on resume.
     Call `set_epoch` before iterating an epoch (the value is shared with persistent worker processes).
+
+    `bad_videos` says what indexing does when a video cannot be read (a VideoError):
+      - "raise" (default): raise it, naming the file;
+      - "substitute": print one warning line naming the file (once per file per process) and return the item of the
+        next readable video in list order instead (wrapping around), so an epoch goes on with real data. The item is
+        that video's own (its tensors, label, index and path); a file found bad is not tried again in that process.
+    `sample_view` and `load_view` always raise.
     """
 
     def __init__(
@@ -43,6 +53,7 @@ class CompressedVideoDataset(Dataset):
         seed: int = 0,
         scales: Sequence[float] | None = None,
         cache_size: int = 8,
+        bad_videos: str = "raise",
     ) -> None:
         if not modalities:
             raise ValueError("at least one modality is needed")
@@ -52,6 +63,8 @@ class CompressedVideoDataset(Dataset):
             raise ValueError(f"test_crops must be 1 (centre crop) or 10 (ten-crop), got {test_crops}")
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        if bad_videos not in BAD_VIDEO_POLICIES:
+            raise ValueError(f"bad_videos must be one of {', '.join(BAD_VIDEO_POLICIES)}, got {bad_videos!r}")
         self.video_list = video_list
         self.modalities = tuple(dict.fromkeys(modalities))
         self.num_segments = num_segments
@@ -63,6 +76,8 @@ class CompressedVideoDataset(Dataset):
         # One crop serves all modalities, so by default only the scales every requested modality allows.
         self.scales = tuple(scales) if scales is not None else shared_scales(self.modalities)
         self.cache_size = cache_size
+        self.bad_videos = bad_videos
+        self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
 
@@ -130,7 +145,25 @@ class CompressedVideoDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} videos")
-        return self.load_view(index, self.sample_view(index))
+        if self.bad_videos == "raise":
+            return self.load_view(index, self.sample_view(index))
+        for candidate in [(index + step) % len(self) for step in range(len(self))]:
+            path = str(self.video_list.path(candidate))
+            if path in self._bad_paths:
+                continue
+            try:
+                return self.load_view(candidate, self.sample_view(candidate))
+            except VideoError as error:
+                self._set_aside(path, error)
+        raise DatasetError(f"{self.video_list.root}: none of its {len(self)} videos can be read")
+
+    def _set_aside(self, path: str, error: VideoError) -> None:
+        """Remember an unreadable video, close it, and say so once in this process."""
+        self._bad_paths.add(path)
+        video = self._videos.pop(path, None)
+        if video is not None:
+            video.close()
+        print(f"warning: {error}; using the next readable video in its place", file=sys.stderr, flush=True)
 
     def __getstate__(self) -> dict:
         """Pickle without open videos: every worker process opens its own."""

@@ -234,9 +234,19 @@ def _extensions() -> str:
     return " ".join(VIDEO_EXTENSIONS)
 
 
+def is_video_file(path: Path) -> bool:
+    """A regular file with a video suffix that is not hidden (hidden `.name.tmp.mp4` files are writes in progress)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """Every video file below `folder`, recursively, sorted."""
+    return sorted(path for path in folder.rglob("*") if is_video_file(path))
+
+
 def _video_files(folder: Path) -> list[str]:
     """Names of the video files directly inside `folder`."""
-    return [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
+    return [f.name for f in folder.iterdir() if is_video_file(f)]
 
 
 def replace_suffix(relative: str, suffix: str | None) -> str:

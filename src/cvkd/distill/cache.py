@@ -12,9 +12,9 @@ from tqdm import tqdm
 
 from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
 from cvkd.distill.teachers import TeacherSet
+from cvkd.engine.checkpoint import save_tensors_atomic
 from cvkd.engine.evaluate import move_sample
 from cvkd.errors import CheckpointError
-from cvkd.fileio import atomic_path
 
 FORMAT = "cvkd-teacher-cache-1"
 
@@ -56,9 +56,8 @@ class TeacherCache:
         return self.logits[indices, self.view_slot(epoch)].permute(1, 0, 2).contiguous()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the cache atomically."""
-        with atomic_path(path) as tmp:
-            torch.save({"format": FORMAT, "key": self.key, "logits": self.logits}, tmp)
+        """Write the cache atomically (a full disk is a one-line CheckpointError; any previous cache stays intact)."""
+        save_tensors_atomic({"format": FORMAT, "key": self.key, "logits": self.logits}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expected_key: str) -> "TeacherCache":
@@ -67,9 +66,9 @@ class TeacherCache:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # corrupt or foreign file
             raise CheckpointError(f"{path}: not a readable teacher cache ({type(error).__name__})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") != FORMAT or not torch.is_tensor(state.get("logits")):
             raise CheckpointError(f"{path}: not a cvkd teacher cache")
-        if state["key"] != expected_key:
+        if state.get("key") != expected_key:
             raise CheckpointError(f"{path}: teacher cache was built for other teachers or views (stale); delete it")
         return cls(state["logits"], state["key"])
 

@@ -20,6 +20,9 @@ class DataConfig:
     batch_size: int = 32  # global batch, split over processes
     workers: int = 2  # data-loader processes per training process
     accumulate: bool = True  # accumulate MV/residual back to the I-frame (CoViAR)
+    # A video that cannot be read during training: "substitute" warns once (naming it) and uses the next readable
+    # video's sample; "raise" stops. Evaluation always raises: a test score must cover every listed video.
+    bad_videos: Literal["raise", "substitute"] = "substitute"
 
 
 @dataclass

@@ -137,7 +137,7 @@ class _Trainer:
         data = self.config.data
         return CompressedVideoDataset(
             video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
-            seed=self.config.seed, scales=self.scales,
+            seed=self.config.seed, scales=self.scales, bad_videos=data.bad_videos,
         )
 
     def _load_teachers(self) -> TeacherSet | None:

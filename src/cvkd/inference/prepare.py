@@ -11,7 +11,7 @@ from typing import Iterable
 
 from cvkd.codec.encode import EncodeSettings, reencode
 from cvkd.codec.index import stat_video
-from cvkd.data.lists import VIDEO_EXTENSIONS
+from cvkd.data.lists import find_videos
 from cvkd.errors import VideoError
 from cvkd.fileio import cache_root
 
@@ -34,8 +34,7 @@ def collect_videos(arguments: Iterable[str | os.PathLike]) -> CollectedVideos:
         if not path.is_dir():
             collected.videos.append(path)  # a missing or unreadable file fails later, on its own line
             continue
-        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
-                       and not p.name.startswith("."))
+        found = find_videos(path)
         if found:
             collected.videos.extend(found)
         else:

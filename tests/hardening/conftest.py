@@ -1,0 +1,62 @@
+"""Shared fixtures for the hardening tests: a private index cache, one thread, tiny real clips, subprocess helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import pytest
+import torch
+from clips import encode, encode_with_pyav, moving_square, pan
+from hardening.processes import kill_group, start_process
+
+CLIP_SIZE = (64, 48)  # width, height
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hardening_environment(tmp_path_factory) -> Iterator[None]:
+    """One thread and a private video-index cache, also for the subprocesses (they inherit the environment)."""
+    saved = {key: os.environ.get(key) for key in ("CVKD_CACHE_DIR", "OMP_NUM_THREADS")}
+    os.environ["CVKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("index_cache"))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def clean_clips(tmp_path_factory) -> dict[str, Path]:
+    """Real encoded clips, 64x48: two cvkd MP4s (GOP 12, 30 frames), a raw .m4v, an MS-MPEG-4 AVI, an H.264 MKV
+    with B-frames (the last three as sources of other shapes: raw stream, another codec, unsupported frames)."""
+    folder = tmp_path_factory.mktemp("clean_clips")
+    return {
+        "pan.mp4": encode(pan(CLIP_SIZE, 30, (2, 1)), folder / "pan.mp4", gop=12),
+        "square.mp4": encode(moving_square(CLIP_SIZE, 30, (1, 0), (0, 8), side=16), folder / "square.mp4", gop=12),
+        "raw.m4v": encode_with_pyav(pan(CLIP_SIZE, 30, (1, 1)), folder / "raw.m4v", container_format="m4v", gop=12),
+        "msmpeg4.avi": encode_with_pyav(pan(CLIP_SIZE, 20, (1, 0)), folder / "msmpeg4.avi", codec="msmpeg4v2",
+                                        container_format="avi", gop=12),
+        "h264.mkv": encode_with_pyav(pan(CLIP_SIZE, 20, (1, 0)), folder / "h264.mkv", codec="libx264",
+                                     container_format="matroska", gop=12, b_frames=2),
+    }
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
+    """spawn(command, cwd, **popen_kwargs): start a process group; any still running at teardown is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(command: Sequence[str], cwd: Path, **kwargs) -> subprocess.Popen:
+        started.append(start_process(command, cwd, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        kill_group(process)
