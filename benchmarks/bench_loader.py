@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
+from torch.utils.data import Subset
+
+from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.lists import VideoList
 from cvkd.data.synthetic import generate_synthetic
 from cvkd.models import build_coviar
@@ -28,15 +30,14 @@ BATCH = 16
 
 def loader_clips_per_second(dataset: CompressedVideoDataset, workers: int, batches: int, epoch: int) -> float:
     """Clips per second of `batches` batches from a fresh loader (start-up included, as at every epoch)."""
-    loader = make_loader(dataset, BATCH, shuffle=True, workers=workers, seed=0)
-    set_loader_epoch(loader, epoch)
+    dataset.set_epoch(epoch)
+    subset = Subset(dataset, range(min(len(dataset), batches * BATCH)))  # whole passes: no half-consumed iterators
+    loader = make_loader(subset, BATCH, shuffle=False, workers=workers, seed=0)
     started = time.perf_counter()
-    clips = 0
-    for number, batch in enumerate(loader):
-        clips += batch["label"].shape[0]
-        if number + 1 == batches:
-            break
-    return clips / (time.perf_counter() - started)
+    clips = sum(batch["label"].shape[0] for batch in loader)
+    elapsed = time.perf_counter() - started
+    del loader  # shut the worker processes down before the next setting starts its own
+    return clips / elapsed
 
 
 def step_clips_per_second(batch: dict, steps: int) -> float:
@@ -64,7 +65,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cvkd-bench-loader-") as tmp:
         os.environ["CVKD_CACHE_DIR"] = str(Path(tmp) / "cache")
-        generate_synthetic(Path(tmp) / "data", progress=False)
+        generate_synthetic(Path(tmp) / "data", workers=1, progress=False)
         videos = VideoList.cvkd_dataset(Path(tmp) / "data", "train")
         dataset = CompressedVideoDataset(videos, MODALITIES, num_segments=3, train=True, crop_size=96)
         rates = {}

@@ -110,3 +110,21 @@ def test_invalid_arguments(videos):
         CompressedVideoDataset(videos, ("depth",))
     with pytest.raises(ValueError, match="test_crops"):
         CompressedVideoDataset(videos, test_crops=5)
+
+
+def test_workers_forked_after_the_parent_read_videos_do_not_hang(tmp_path):
+    """Regression: a dataset that decoded in the parent, then forked into loader workers, deadlocked in FFmpeg."""
+    from torch.utils.data import DataLoader
+
+    from clips import encode, pan
+
+    from cvkd.data.lists import VideoList
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        encode(pan((64, 48), 26, (1, 1)), tmp_path / name / f"{name}.mp4", gop=12)
+    dataset = CompressedVideoDataset(VideoList.folder(tmp_path), ("iframe", "mv", "residual"), 2, True, 32)
+    parent_items = [dataset[0], dataset[1]]  # opens decoders in this process
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, timeout=60, multiprocessing_context="fork")
+    labels = sorted(int(batch["label"]) for batch in loader)  # a hang raises after 60 s instead of blocking
+    assert labels == sorted(item["label"] for item in parent_items)

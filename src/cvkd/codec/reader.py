@@ -245,7 +245,7 @@ class CompressedVideo:
                 container.close()
                 raise
             stream.codec_context.options = {"flags2": "+export_mvs"}
-            stream.thread_type = "SLICE"
+            stream.thread_type = "NONE"  # no FFmpeg threads: the process may be forked (data-loader workers)
             self._container, self._owner_pid = container, os.getpid()
         return self._container, self._container.streams.video[0]
 

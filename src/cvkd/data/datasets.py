@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import random
 import sys
 from collections import OrderedDict
@@ -80,6 +82,7 @@ class CompressedVideoDataset(Dataset):
         self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
+        self._videos_pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self.video_list)
@@ -100,6 +103,11 @@ class CompressedVideoDataset(Dataset):
 
     def video(self, index: int) -> CompressedVideo:
         """The open `CompressedVideo` of item `index`, from this process's small LRU cache."""
+        if self._videos_pid != os.getpid():
+            # A forked data-loader worker must not touch the decoders its parent opened (that can deadlock inside
+            # FFmpeg): keep the inherited objects alive but unused, and open its own.
+            self._inherited_videos = self._videos
+            self._videos, self._videos_pid = OrderedDict(), os.getpid()
         path = str(self.video_list.path(index))
         video = self._videos.pop(path, None)
         if video is None:
@@ -169,6 +177,7 @@ class CompressedVideoDataset(Dataset):
         """Pickle without open videos: every worker process opens its own."""
         state = self.__dict__.copy()
         state["_videos"] = OrderedDict()
+        state.pop("_inherited_videos", None)
         return state
 
 
