@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import pytest
+from isolation import isolated_environment
 import torch
 
 from cvkd.config import load_config
@@ -39,18 +40,8 @@ SUBPROCESS_TIMEOUT = 240  # seconds; no test subprocess may hang the suite
 @pytest.fixture(scope="session", autouse=True)
 def _engine_environment(tmp_path_factory) -> Iterator[None]:
     """One thread, and a private video-index cache (also for subprocesses, which inherit the environment)."""
-    saved = {key: os.environ.get(key) for key in ("CVKD_CACHE_DIR", "OMP_NUM_THREADS")}
-    os.environ["CVKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("index_cache"))
-    os.environ["OMP_NUM_THREADS"] = "1"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with isolated_environment(tmp_path_factory.mktemp("index_cache")):
+        yield
 
 
 @pytest.fixture(scope="session")

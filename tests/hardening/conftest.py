@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import pytest
+from isolation import isolated_environment
 import torch
 from clips import encode, encode_with_pyav, moving_square, pan
 from hardening.processes import kill_group, start_process
@@ -18,18 +19,8 @@ CLIP_SIZE = (64, 48)  # width, height
 @pytest.fixture(scope="session", autouse=True)
 def _hardening_environment(tmp_path_factory) -> Iterator[None]:
     """One thread and a private video-index cache, also for the subprocesses (they inherit the environment)."""
-    saved = {key: os.environ.get(key) for key in ("CVKD_CACHE_DIR", "OMP_NUM_THREADS")}
-    os.environ["CVKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("index_cache"))
-    os.environ["OMP_NUM_THREADS"] = "1"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with isolated_environment(tmp_path_factory.mktemp("index_cache")):
+        yield
 
 
 @pytest.fixture(scope="session")
