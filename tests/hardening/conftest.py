@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import pytest
 from isolation import isolated_environment
-import torch
 from clips import encode, encode_with_pyav, moving_square, pan
 from hardening.processes import kill_group, start_process
 
