@@ -50,8 +50,22 @@ MANY = [
     if (left, top) != (48, 32)
 ] + [(48, 32, 8, 8, -5, 4), (56, 32, 8, 8, 1, 1), (48, 40, 8, 8, 2, 2), (56, 40, 8, 8, 3, 3)]
 
+# A camera pan: most macroblocks move by (2, -1); one block stays still (not listed, as FFmpeg exports it), one moves
+# its own way from past the left border, and the bottom-right one is split into 8x8 blocks, one of them with the pan.
+PAN = [
+    (left, top, 16, 16, 2, -1)
+    for top in range(0, HEIGHT, 16)
+    for left in range(0, WIDTH, 16)
+    if (left, top) not in {(16, 0), (0, 16), (48, 32)}
+] + [(0, 16, 16, 16, 5, 3), (48, 32, 8, 8, 2, -1), (56, 32, 8, 8, -3, 0), (48, 40, 8, 8, 0, 7)]
+FAR_PAN = [(left, top, 16, 16, -70, 50) for top in range(0, HEIGHT, 16) for left in range(0, WIDTH, 16)]  # beyond the frame
 
-@pytest.mark.parametrize("frames", [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY]], ids=["sparse", "dense", "mixed", "dense3"])
+
+@pytest.mark.parametrize(
+    "frames",
+    [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY], [PAN], [PAN, FEW, PAN, PAN], [FAR_PAN, PAN]],
+    ids=["sparse", "dense", "mixed", "dense3", "pan", "pan-mixed", "far-pan"],
+)
 def test_trace_matches_the_per_pixel_definition(frames):
     trace = MotionTrace(HEIGHT, WIDTH)
     for rows in frames:
@@ -60,6 +74,32 @@ def test_trace_matches_the_per_pixel_definition(frames):
     assert np.array_equal(traced_sources(trace), expected)
     pixels = np.stack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT)), axis=-1)
     assert np.array_equal(trace.motion(), (pixels - expected).astype(np.int16))
+
+
+def random_pan_frame(rng: np.random.Generator) -> list[tuple[int, int, int, int, int, int]]:
+    """A camera pan with a random vector; some macroblocks still, some moving their own way, some split to 8x8."""
+    pan = tuple(int(v) for v in rng.integers(-20, 21, 2))
+    rows = []
+    for top in range(0, HEIGHT, 16):
+        for left in range(0, WIDTH, 16):
+            kind = rng.choice(["pan", "pan", "pan", "still", "own", "split"])
+            if kind == "pan":
+                rows.append((left, top, 16, 16, *pan))
+            elif kind == "own":
+                rows.append((left, top, 16, 16, *(int(v) for v in rng.integers(-6, 7, 2))))
+            elif kind == "split":
+                rows += [(left + x, top + y, 8, 8, *pan) if rng.random() < 0.5 else (left + x, top + y, 8, 8, 1, -3)
+                         for y in (0, 8) for x in (0, 8)]
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_pans_match_the_per_pixel_definition(seed):
+    frames = [random_pan_frame(np.random.default_rng([seed, t])) for t in range(4)]
+    trace = MotionTrace(HEIGHT, WIDTH)
+    for rows in frames:
+        trace.follow(blocks_from(rows))
+    assert np.array_equal(traced_sources(trace), reference_trace(frames))
 
 
 def test_warp_samples_the_reference_at_the_traced_source():

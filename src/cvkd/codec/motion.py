@@ -1,7 +1,8 @@
 """Codec block vectors and CoViAR's accumulation of motion back to a reference frame (vectorised numpy).
 
-A frame's motion is kept as blocks (the codec's own granularity), and only blocks that move touch the per-pixel
-trace: static and intra-coded blocks leave a pixel's source unchanged, so they cost nothing.
+A frame's motion is kept as blocks (the codec's own granularity). Static and intra-coded blocks leave a pixel's
+source unchanged; when one vector covers most of the frame (a camera pan) the whole trace is shifted at memory speed
+and only the blocks that move otherwise are traced pixel by pixel.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class BlockMotion:
 
     def __len__(self) -> int:
         return len(self.left)
+
+
+_FIELDS = ("left", "top", "width", "height", "dx", "dy")
 
 
 def block_motion(vectors: np.ndarray | None) -> BlockMotion:
@@ -59,6 +63,53 @@ def _size_groups(blocks: BlockMotion) -> list[tuple[int, int, np.ndarray]]:
     return [(int(key) // 4096, int(key) % 4096, keys == key) for key in np.unique(keys)]
 
 
+def _most_common_vector(blocks: BlockMotion, area: np.ndarray) -> tuple[tuple[int, int], int]:
+    """The displacement (dx, dy) covering the largest area among `blocks`, and that area."""
+    keys = blocks.dy.astype(np.int64) * 65536 + blocks.dx
+    unique, inverse = np.unique(keys, return_inverse=True)
+    votes = np.bincount(inverse.ravel(), weights=area)
+    best = int(votes.argmax())
+    chosen = int(np.flatnonzero(inverse.ravel() == best)[0])
+    return (int(blocks.dx[chosen]), int(blocks.dy[chosen])), int(votes[best])
+
+
+def _subset(blocks: BlockMotion, chosen: np.ndarray) -> BlockMotion:
+    """The blocks selected by a boolean mask."""
+    return BlockMotion(*(getattr(blocks, name)[chosen] for name in _FIELDS))
+
+
+def _concat(first: BlockMotion, second: BlockMotion) -> BlockMotion:
+    """The blocks of both."""
+    if not len(second):
+        return first
+    return BlockMotion(*(np.concatenate([getattr(first, name), getattr(second, name)]) for name in _FIELDS))
+
+
+def _shift_with_edges(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """`out[y, x] = image[clamp(y - dy), clamp(x - dx)]`: a shifted copy whose edges repeat (a new array)."""
+    height, width = image.shape
+    dx, dy = int(np.clip(dx, 1 - width, width - 1)), int(np.clip(dy, 1 - height, height - 1))
+    out = np.empty_like(image)
+    top, bottom = max(0, dy), height + min(0, dy)  # rows of `out` that come from inside `image`
+    left, right = max(0, dx), width + min(0, dx)
+    out[top:bottom, left:right] = image[top - dy : bottom - dy, left - dx : right - dx]
+    out[:top, left:right] = out[top, left:right]  # repeat the edge rows and columns
+    out[bottom:, left:right] = out[bottom - 1, left:right]
+    out[:, :left] = out[:, left : left + 1]
+    out[:, right:] = out[:, right - 1 : right]
+    return out
+
+
+@lru_cache(maxsize=8)
+def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y (int16) of every flat pixel index of a height x width frame (read-only)."""
+    pixel_y, pixel_x = np.divmod(np.arange(height * width, dtype=np.int32), width)
+    coordinates = pixel_x.astype(np.int16), pixel_y.astype(np.int16)
+    for array in coordinates:
+        array.flags.writeable = False
+    return coordinates
+
+
 @lru_cache(maxsize=16)
 def _block_pattern(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel offsets (x, y) inside a width x height block, row-major."""
@@ -87,14 +138,34 @@ class MotionTrace:
         """Compose the motion of one more frame, given as its moving blocks."""
         if not len(blocks):
             return
-        moving_area = int(np.sum(blocks.width * blocks.height))
-        if moving_area * 4 < self.height * self.width:
+        frame_area = self.height * self.width
+        area = blocks.width * blocks.height
+        moving_area = int(area.sum())
+        common, common_area = _most_common_vector(blocks, area)
+        if common_area * 2 >= frame_area:
+            self._follow_shifted(blocks, common)
+        elif moving_area * 4 < frame_area:
             self._follow_sparse(blocks)
         else:
             self._follow_dense(blocks)
 
     def _follow_sparse(self, blocks: BlockMotion) -> None:
         """Few blocks move: update only their pixels."""
+        destinations, sources = self._moved_pixels(blocks)
+        # Gather every new value from map_{t-1} before writing any of them.
+        self.source[destinations] = np.take(self.source, sources)
+
+    def _follow_shifted(self, blocks: BlockMotion, vector: tuple[int, int]) -> None:
+        """Most of the frame moves by one vector (a pan): shift the whole map, then redo the other pixels."""
+        shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector)
+        others = _concat(_subset(blocks, (blocks.dx != vector[0]) | (blocks.dy != vector[1])), self._still_cells(blocks))
+        if len(others):
+            destinations, sources = self._moved_pixels(others)
+            shifted.ravel()[destinations] = np.take(self.source, sources)
+        self.source = shifted.ravel()
+
+    def _moved_pixels(self, blocks: BlockMotion) -> tuple[np.ndarray, np.ndarray]:
+        """Destination and source flat indices of every pixel of `blocks` (cut at the border, sources clamped)."""
         simple = self._shift_stays_inside(blocks)
         border_destination, border_source = self._border_pixels(blocks, ~simple)
         destinations, sources = [border_destination], [border_source]
@@ -105,8 +176,22 @@ class MotionTrace:
             destination = (top * self.width + left).astype(np.int64)[:, None] + self._flat_pattern(width, height)
             destinations.append(destination.ravel())
             sources.append((destination - shift[:, None]).ravel())
-        # Gather every new value from map_{t-1} before writing any of them.
-        self.source[np.concatenate(destinations)] = np.take(self.source, np.concatenate(sources))
+        return np.concatenate(destinations), np.concatenate(sources)
+
+    def _still_cells(self, blocks: BlockMotion) -> BlockMotion:
+        """The cells of the frame that no moving block covers, as blocks with zero motion."""
+        cell = int(min(blocks.width.min(), blocks.height.min()))
+        rows, cols = -(-self.height // cell), -(-self.width // cell)
+        covered = np.zeros((rows + 16, cols + 16), dtype=bool)  # margin for blocks cut at the border
+        for width, height, chosen in _size_groups(blocks):
+            cell_x, cell_y = blocks.left[chosen] // cell, blocks.top[chosen] // cell
+            for offset_y in range(height // cell):
+                for offset_x in range(width // cell):
+                    covered[cell_y + offset_y, cell_x + offset_x] = True
+        top, left = np.nonzero(~covered[:rows, :cols])
+        size = np.full(len(top), cell, dtype=np.int32)
+        zero = np.zeros(len(top), dtype=np.int32)
+        return BlockMotion(left.astype(np.int32) * cell, top.astype(np.int32) * cell, size, size, zero, zero)
 
     def _follow_dense(self, blocks: BlockMotion) -> None:
         """Most blocks move: build the per-pixel source index of the whole frame and gather once."""
@@ -165,11 +250,11 @@ class MotionTrace:
 
     def motion(self) -> np.ndarray:
         """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
-        source_y, source_x = np.divmod(self.source.reshape(self.height, self.width), self.width)
-        motion = np.empty((self.height, self.width, 2), dtype=np.int16)
-        np.subtract(np.arange(self.width), source_x, out=motion[..., 0], casting="unsafe")
-        np.subtract(np.arange(self.height)[:, None], source_y, out=motion[..., 1], casting="unsafe")
-        return motion
+        pixel_x, pixel_y = _pixel_coordinates(self.height, self.width)
+        motion = np.empty((self.height * self.width, 2), dtype=np.int16)
+        np.subtract(pixel_x, pixel_x.take(self.source), out=motion[:, 0])
+        np.subtract(pixel_y, pixel_y.take(self.source), out=motion[:, 1])
+        return motion.reshape(self.height, self.width, 2)
 
     def warp(self, reference: np.ndarray) -> np.ndarray:
         """Sample `reference` (H, W, C) at the traced source of every pixel."""
