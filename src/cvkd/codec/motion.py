@@ -158,7 +158,8 @@ class MotionTrace:
     def _follow_shifted(self, blocks: BlockMotion, vector: tuple[int, int]) -> None:
         """Most of the frame moves by one vector (a pan): shift the whole map, then redo the other pixels."""
         shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector)
-        others = _concat(_subset(blocks, (blocks.dx != vector[0]) | (blocks.dy != vector[1])), self._still_cells(blocks))
+        moving_otherwise = _subset(blocks, (blocks.dx != vector[0]) | (blocks.dy != vector[1]))
+        others = _concat(moving_otherwise, self._still_cells(blocks))
         if len(others):
             destinations, sources = self._moved_pixels(others)
             shifted.ravel()[destinations] = np.take(self.source, sources)
@@ -180,32 +181,16 @@ class MotionTrace:
 
     def _still_cells(self, blocks: BlockMotion) -> BlockMotion:
         """The cells of the frame that no moving block covers, as blocks with zero motion."""
-        cell = int(min(blocks.width.min(), blocks.height.min()))
-        rows, cols = -(-self.height // cell), -(-self.width // cell)
-        covered = np.zeros((rows + 16, cols + 16), dtype=bool)  # margin for blocks cut at the border
-        for width, height, chosen in _size_groups(blocks):
-            cell_x, cell_y = blocks.left[chosen] // cell, blocks.top[chosen] // cell
-            for offset_y in range(height // cell):
-                for offset_x in range(width // cell):
-                    covered[cell_y + offset_y, cell_x + offset_x] = True
-        top, left = np.nonzero(~covered[:rows, :cols])
+        covered, cell = self._cell_grid(blocks, np.ones(len(blocks), dtype=bool))
+        top, left = np.nonzero(~covered)
         size = np.full(len(top), cell, dtype=np.int32)
         zero = np.zeros(len(top), dtype=np.int32)
         return BlockMotion(left.astype(np.int32) * cell, top.astype(np.int32) * cell, size, size, zero, zero)
 
     def _follow_dense(self, blocks: BlockMotion) -> None:
         """Most blocks move: build the per-pixel source index of the whole frame and gather once."""
-        cell = int(min(blocks.width.min(), blocks.height.min()))
-        rows, cols = -(-self.height // cell), -(-self.width // cell)
-        shift = np.zeros((rows + 16, cols + 16), dtype=np.int32)  # margin for blocks cut at the border
-        for width, height, chosen in _size_groups(blocks):
-            cell_x = blocks.left[chosen] // cell
-            cell_y = blocks.top[chosen] // cell
-            values = blocks.dy[chosen] * self.width + blocks.dx[chosen]
-            for offset_y in range(height // cell):
-                for offset_x in range(width // cell):
-                    shift[cell_y + offset_y, cell_x + offset_x] = values
-        per_pixel = shift[:rows, :cols].repeat(cell, axis=0).repeat(cell, axis=1)[: self.height, : self.width]
+        shift, cell = self._cell_grid(blocks, blocks.dy * self.width + blocks.dx)
+        per_pixel = shift.repeat(cell, axis=0).repeat(cell, axis=1)[: self.height, : self.width]
         source = np.subtract(self._pixels, per_pixel).ravel()
         border = ~self._shift_stays_inside(blocks)
         if border.any():
@@ -214,10 +199,23 @@ class MotionTrace:
         # Every index is inside the frame by construction: "clip" skips numpy's per-index bounds error checks.
         self.source = np.take(self.source, source, mode="clip")
 
+    def _cell_grid(self, blocks: BlockMotion, values: np.ndarray) -> tuple[np.ndarray, int]:
+        """Each block's value painted on a grid of cells of the smallest block size (zero elsewhere), and that size."""
+        cell = int(min(blocks.width.min(), blocks.height.min()))
+        rows, cols = -(-self.height // cell), -(-self.width // cell)
+        grid = np.zeros((rows + 16, cols + 16), dtype=values.dtype)  # margin for blocks cut at the border
+        for width, height, chosen in _size_groups(blocks):
+            cell_x, cell_y, chosen_values = blocks.left[chosen] // cell, blocks.top[chosen] // cell, values[chosen]
+            for offset_y in range(height // cell):
+                for offset_x in range(width // cell):
+                    grid[cell_y + offset_y, cell_x + offset_x] = chosen_values
+        return grid[:rows, :cols], cell
+
     def _shift_stays_inside(self, blocks: BlockMotion) -> np.ndarray:
         """Blocks that lie inside the frame and whose source block does too (a plain shift of flat indices)."""
         right, bottom = blocks.left + blocks.width, blocks.top + blocks.height
-        lowest = np.minimum(np.minimum(blocks.left, blocks.left - blocks.dx), np.minimum(blocks.top, blocks.top - blocks.dy))
+        lowest_x = np.minimum(blocks.left, blocks.left - blocks.dx)
+        lowest = np.minimum(lowest_x, np.minimum(blocks.top, blocks.top - blocks.dy))
         return (
             (lowest >= 0)
             & (np.maximum(right, right - blocks.dx) <= self.width)
