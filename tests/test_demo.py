@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from cvkd.demo import DemoSettings, run_demo
+from cvkd.demo import DemoSettings, recipe_config, run_demo
+from cvkd.distill.teachers import split_spec
 
 TINY_STREAMS = "{iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}"
 
@@ -52,3 +54,13 @@ def accuracy_column(table: str) -> list[str]:
     top1 = cells.index("top-1 %")
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| variant", "|---"))]
     return [f"{row.strip('|').split('|')[0].strip()} {row.strip('|').split('|')[top1].strip()}" for row in rows]
+
+
+def test_recipe_configs_record_absolute_paths_so_runs_work_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = recipe_config("student_mkd", Path("demo"), DemoSettings(seeds=3), seed=2)
+    runs = tmp_path / "demo" / "runs"
+    assert config.data.root == str(tmp_path / "demo" / "data")
+    assert config.output_dir == str(runs) and config.name == "synth_student_mkd_seed2" and config.seed == 2
+    assert set(config.model.init.values()) == {str(runs / "synth_teachers")}
+    assert [split_spec(spec)[0] for spec in config.distill.teachers] == [str(runs / "synth_teachers")]

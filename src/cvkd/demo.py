@@ -64,6 +64,7 @@ class DemoResult:
 
 def recipe_config(recipe: str, out: Path, settings: DemoSettings, seed: int = 0) -> RunConfig:
     """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed."""
+    out = Path(out).resolve()  # runs record their data folder: absolute, so they still find it from another cwd
     runs = out / "runs"
     config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), settings.overrides(recipe))
     config.data.root = str(out / "data")
@@ -110,7 +111,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
     say(f"[4/4] test ({TEST_PROTOCOL.segments} segments x {TEST_PROTOCOL.crops} crop) and compare -> {out / 'report'}")
     comparison = compare_runs(
         [str(run) for run in result.students], [str(result.teacher)],
-        CompareSettings(protocol=TEST_PROTOCOL, progress=progress, device="cpu"),
+        CompareSettings(protocol=TEST_PROTOCOL, data_root=str(result.data), progress=progress, device="cpu"),
     )
     result.table = format_markdown(comparison)
     result.report = write_outputs(comparison, out / "report")
