@@ -1,8 +1,9 @@
 """Codec block vectors and CoViAR's accumulation of motion back to a reference frame (vectorised numpy).
 
-A frame's motion is kept as blocks (the codec's own granularity). Static and intra-coded blocks leave a pixel's
-source unchanged; when one vector covers most of the frame (a camera pan) the whole trace is shifted at memory speed
-and only the blocks that move otherwise are traced pixel by pixel.
+A frame's motion arrives as blocks (the codec's own granularity) and is painted on a grid of cells (the smallest block
+size). Static and intra-coded cells leave a pixel's source unchanged, so when most of the frame is still only the
+moving cells are traced pixel by pixel; when one vector covers most of the frame (a camera pan) the whole trace is
+shifted at memory speed and only the cells that move otherwise are traced; otherwise one gather covers the frame.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ class BlockMotion:
 
     def __len__(self) -> int:
         return len(self.left)
-
-
-_FIELDS = ("left", "top", "width", "height", "dx", "dy")
 
 
 def block_motion(vectors: np.ndarray | None) -> BlockMotion:
@@ -63,33 +61,48 @@ def _size_groups(blocks: BlockMotion) -> list[tuple[int, int, np.ndarray]]:
     return [(int(key) // 4096, int(key) % 4096, keys == key) for key in np.unique(keys)]
 
 
-def _most_common_vector(blocks: BlockMotion, area: np.ndarray) -> tuple[tuple[int, int], int]:
-    """The displacement (dx, dy) covering the largest area among `blocks`, and that area."""
-    keys = blocks.dy.astype(np.int64) * 65536 + blocks.dx
-    unique, inverse = np.unique(keys, return_inverse=True)
-    votes = np.bincount(inverse.ravel(), weights=area)
-    best = int(votes.argmax())
-    chosen = int(np.flatnonzero(inverse.ravel() == best)[0])
-    return (int(blocks.dx[chosen]), int(blocks.dy[chosen])), int(votes[best])
+@dataclass(frozen=True)
+class CellMotion:
+    """One frame's motion painted on a grid of `cell` x `cell` pixel cells: (rows, cols) int32 `dx` and `dy`."""
+
+    dx: np.ndarray
+    dy: np.ndarray
+    cell: int
+
+    @classmethod
+    def paint(cls, blocks: BlockMotion, height: int, width: int) -> "CellMotion":
+        """Paint the moving blocks of a height x width frame; uncovered cells do not move."""
+        cell = int(np.gcd.reduce(np.concatenate([blocks.width, blocks.height, blocks.left, blocks.top])))
+        rows, cols = -(-height // cell), -(-width // cell)
+        margin = int(max(blocks.width.max(), blocks.height.max())) // cell  # blocks may be cut by the border
+        dx = np.zeros((rows + margin, cols + margin), dtype=np.int32)
+        dy = np.zeros_like(dx)
+        for block_width, block_height, chosen in _size_groups(blocks):
+            cell_x, cell_y = blocks.left[chosen] // cell, blocks.top[chosen] // cell
+            for offset_y in range(block_height // cell):
+                for offset_x in range(block_width // cell):
+                    dx[cell_y + offset_y, cell_x + offset_x] = blocks.dx[chosen]
+                    dy[cell_y + offset_y, cell_x + offset_x] = blocks.dy[chosen]
+        return cls(np.ascontiguousarray(dx[:rows, :cols]), np.ascontiguousarray(dy[:rows, :cols]), cell)
+
+    def most_common(self) -> tuple[tuple[int, int], int]:
+        """The displacement (dx, dy) of the most cells, and how many cells have it."""
+        keys = (self.dy * 65536 + self.dx).ravel()
+        unique, counts = np.unique(keys, return_counts=True)
+        best = int(counts.argmax())
+        at = int(np.flatnonzero(keys == unique[best])[0])
+        return (int(self.dx.flat[at]), int(self.dy.flat[at])), int(counts[best])
+
+    def cells_not_moving_by(self, vector: tuple[int, int]) -> np.ndarray:
+        """Flat indices of the cells whose displacement is not `vector`."""
+        return np.flatnonzero((self.dx != vector[0]) | (self.dy != vector[1]))
 
 
-def _subset(blocks: BlockMotion, chosen: np.ndarray) -> BlockMotion:
-    """The blocks selected by a boolean mask."""
-    return BlockMotion(*(getattr(blocks, name)[chosen] for name in _FIELDS))
-
-
-def _concat(first: BlockMotion, second: BlockMotion) -> BlockMotion:
-    """The blocks of both."""
-    if not len(second):
-        return first
-    return BlockMotion(*(np.concatenate([getattr(first, name), getattr(second, name)]) for name in _FIELDS))
-
-
-def _shift_with_edges(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """`out[y, x] = image[clamp(y - dy), clamp(x - dx)]`: a shifted copy whose edges repeat (a new array)."""
+def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray) -> np.ndarray:
+    """Write `image[clamp(y - dy), clamp(x - dx)]` to `out[y, x]` (a shifted copy whose edges repeat); return `out`."""
     height, width = image.shape
-    dx, dy = int(np.clip(dx, 1 - width, width - 1)), int(np.clip(dy, 1 - height, height - 1))
-    out = np.empty_like(image)
+    dx, dy = min(max(dx, 1 - width), width - 1), min(max(dy, 1 - height), height - 1)
+    out = out.reshape(height, width)
     top, bottom = max(0, dy), height + min(0, dy)  # rows of `out` that come from inside `image`
     left, right = max(0, dx), width + min(0, dx)
     out[top:bottom, left:right] = image[top - dy : bottom - dy, left - dx : right - dx]
@@ -128,139 +141,108 @@ class MotionTrace:
         self.height, self.width = height, width
         self._pixels = np.arange(height * width, dtype=np.int32).reshape(height, width)  # read-only identity
         self._pixels.flags.writeable = False
-        self.source = self._identity()
+        self.source = self._pixels.ravel().copy()
+        self._spare = np.empty_like(self.source)  # the next map is built here, then the two swap (no fresh memory)
 
     def reset(self) -> None:
         """Start again from the identity map (a new reference frame)."""
-        self.source = self._identity()
+        np.copyto(self.source, self._pixels.ravel())
 
     def follow(self, blocks: BlockMotion) -> None:
         """Compose the motion of one more frame, given as its moving blocks."""
         if not len(blocks):
             return
-        frame_area = self.height * self.width
-        area = blocks.width * blocks.height
-        moving_area = int(area.sum())
-        common, common_area = _most_common_vector(blocks, area)
-        if common_area * 2 >= frame_area:
-            self._follow_shifted(blocks, common)
-        elif moving_area * 4 < frame_area:
-            self._follow_sparse(blocks)
+        cells = CellMotion.paint(blocks, self.height, self.width)
+        vector, count = cells.most_common()
+        if count * 2 < cells.dx.size:
+            self._follow_dense(cells)
+        elif vector == (0, 0):
+            self._follow_sparse(cells)
         else:
-            self._follow_dense(blocks)
+            self._follow_shifted(cells, vector)
 
-    def _follow_sparse(self, blocks: BlockMotion) -> None:
-        """Few blocks move: update only their pixels."""
-        destinations, sources = self._moved_pixels(blocks)
+    def _follow_sparse(self, cells: CellMotion) -> None:
+        """Most of the frame is still: update only the pixels of moving cells."""
+        destinations, sources = self._cell_pixels(cells, cells.cells_not_moving_by((0, 0)))
         # Gather every new value from map_{t-1} before writing any of them.
         self.source[destinations] = np.take(self.source, sources)
 
-    def _follow_shifted(self, blocks: BlockMotion, vector: tuple[int, int]) -> None:
-        """Most of the frame moves by one vector (a pan): shift the whole map, then redo the other pixels."""
-        shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector)
-        moving_otherwise = _subset(blocks, (blocks.dx != vector[0]) | (blocks.dy != vector[1]))
-        others = _concat(moving_otherwise, self._still_cells(blocks))
-        if len(others):
-            destinations, sources = self._moved_pixels(others)
-            shifted.ravel()[destinations] = np.take(self.source, sources)
-        self.source = shifted.ravel()
+    def _follow_shifted(self, cells: CellMotion, vector: tuple[int, int]) -> None:
+        """Most of the frame moves by one vector (a pan): shift the whole map, then redo the other cells."""
+        shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector, out=self._spare)
+        destinations, sources = self._cell_pixels(cells, cells.cells_not_moving_by(vector))
+        shifted.ravel()[destinations] = np.take(self.source, sources)
+        self.source, self._spare = self._spare, self.source
 
-    def _moved_pixels(self, blocks: BlockMotion) -> tuple[np.ndarray, np.ndarray]:
-        """Destination and source flat indices of every pixel of `blocks` (cut at the border, sources clamped)."""
-        simple = self._shift_stays_inside(blocks)
-        border_destination, border_source = self._border_pixels(blocks, ~simple)
-        destinations, sources = [border_destination], [border_source]
-        for width, height, chosen in _size_groups(blocks):
-            chosen = chosen & simple
-            left, top = blocks.left[chosen], blocks.top[chosen]
-            shift = blocks.dy[chosen] * self.width + blocks.dx[chosen]
-            destination = (top * self.width + left).astype(np.int64)[:, None] + self._flat_pattern(width, height)
-            destinations.append(destination.ravel())
-            sources.append((destination - shift[:, None]).ravel())
-        return np.concatenate(destinations), np.concatenate(sources)
-
-    def _still_cells(self, blocks: BlockMotion) -> BlockMotion:
-        """The cells of the frame that no moving block covers, as blocks with zero motion."""
-        covered, cell = self._cell_grid(blocks, np.ones(len(blocks), dtype=bool))
-        top, left = np.nonzero(~covered)
-        size = np.full(len(top), cell, dtype=np.int32)
-        zero = np.zeros(len(top), dtype=np.int32)
-        return BlockMotion(left.astype(np.int32) * cell, top.astype(np.int32) * cell, size, size, zero, zero)
-
-    def _follow_dense(self, blocks: BlockMotion) -> None:
-        """Most blocks move: build the per-pixel source index of the whole frame and gather once."""
-        shift, cell = self._cell_grid(blocks, blocks.dy * self.width + blocks.dx)
-        per_pixel = shift.repeat(cell, axis=0).repeat(cell, axis=1)[: self.height, : self.width]
-        source = np.subtract(self._pixels, per_pixel).ravel()
-        border = ~self._shift_stays_inside(blocks)
-        if border.any():
-            destination, clamped = self._border_pixels(blocks, border)
-            source[destination] = clamped
-        # Every index is inside the frame by construction: "clip" skips numpy's per-index bounds error checks.
-        self.source = np.take(self.source, source, mode="clip")
-
-    def _cell_grid(self, blocks: BlockMotion, values: np.ndarray) -> tuple[np.ndarray, int]:
-        """Each block's value painted on a grid of cells of the smallest block size (zero elsewhere), and that size."""
-        cell = int(min(blocks.width.min(), blocks.height.min()))
-        rows, cols = -(-self.height // cell), -(-self.width // cell)
-        grid = np.zeros((rows + 16, cols + 16), dtype=values.dtype)  # margin for blocks cut at the border
-        for width, height, chosen in _size_groups(blocks):
-            cell_x, cell_y, chosen_values = blocks.left[chosen] // cell, blocks.top[chosen] // cell, values[chosen]
-            for offset_y in range(height // cell):
-                for offset_x in range(width // cell):
-                    grid[cell_y + offset_y, cell_x + offset_x] = chosen_values
-        return grid[:rows, :cols], cell
-
-    def _shift_stays_inside(self, blocks: BlockMotion) -> np.ndarray:
-        """Blocks that lie inside the frame and whose source block does too (a plain shift of flat indices)."""
-        right, bottom = blocks.left + blocks.width, blocks.top + blocks.height
-        lowest_x = np.minimum(blocks.left, blocks.left - blocks.dx)
-        lowest = np.minimum(lowest_x, np.minimum(blocks.top, blocks.top - blocks.dy))
-        return (
-            (lowest >= 0)
-            & (np.maximum(right, right - blocks.dx) <= self.width)
-            & (np.maximum(bottom, bottom - blocks.dy) <= self.height)
+    def _follow_dense(self, cells: CellMotion) -> None:
+        """No vector dominates: build the per-pixel source index of the whole frame and gather once."""
+        size = cells.cell
+        shift = cells.dy * self.width + cells.dx
+        per_pixel = shift.repeat(size, axis=0).repeat(size, axis=1)[: self.height, : self.width]
+        source = np.subtract(self._pixels, per_pixel).ravel()  # right wherever the source stays inside the frame
+        left = np.arange(cells.dx.shape[1]) * size
+        top = np.arange(cells.dx.shape[0])[:, None] * size
+        leaves = (
+            (left < cells.dx)
+            | (np.minimum(left + size, self.width) - cells.dx > self.width)
+            | (top < cells.dy)
+            | (np.minimum(top + size, self.height) - cells.dy > self.height)
         )
+        if leaves.any():
+            destinations, clamped = self._cell_pixels(cells, np.flatnonzero(leaves))
+            source[destinations] = clamped
+        # Every index is inside the frame by construction: "clip" skips numpy's per-index bounds error checks.
+        np.take(self.source, source, mode="clip", out=self._spare)
+        self.source, self._spare = self._spare, self.source
 
-    def _identity(self) -> np.ndarray:
-        return self._pixels.ravel().copy()
-
-    def _flat_pattern(self, width: int, height: int) -> np.ndarray:
-        """Flat-index offsets of the pixels of a width x height block in this frame."""
-        offset_x, offset_y = _block_pattern(width, height)
-        return (offset_y * self.width + offset_x).astype(np.int64)
-
-    def _border_pixels(self, blocks: BlockMotion, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Destination and source flat indices of the `subset` of blocks at the border: cut, sources clamped."""
-        destinations, sources = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        if subset.any():
-            for width, height, chosen in _size_groups(blocks):
-                chosen = chosen & subset
-                offset_x, offset_y = _block_pattern(width, height)
-                pixel_x = blocks.left[chosen][:, None] + offset_x
-                pixel_y = blocks.top[chosen][:, None] + offset_y
-                source_x = np.clip(pixel_x - blocks.dx[chosen][:, None], 0, self.width - 1)
-                source_y = np.clip(pixel_y - blocks.dy[chosen][:, None], 0, self.height - 1)
-                inside = (pixel_x >= 0) & (pixel_x < self.width) & (pixel_y >= 0) & (pixel_y < self.height)
-                destinations.append((pixel_y * self.width + pixel_x)[inside].astype(np.int64))
-                sources.append((source_y * self.width + source_x)[inside].astype(np.int64))
-        return np.concatenate(destinations), np.concatenate(sources)
+    def _cell_pixels(self, cells: CellMotion, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the pixels of the `chosen` cells (cut at the border) and of their clamped sources."""
+        size, cols = cells.cell, cells.dx.shape[1]
+        cell_y, cell_x = np.divmod(chosen.astype(np.int32), cols)
+        left, top = cell_x * size, cell_y * size
+        dx, dy = cells.dx.ravel()[chosen], cells.dy.ravel()[chosen]
+        right, bottom = left + size, top + size
+        inside = (  # the cell lies inside the frame and so does its source: a plain shift of flat indices
+            (np.minimum(left, left - dx) >= 0)
+            & (np.minimum(top, top - dy) >= 0)
+            & (np.maximum(right, right - dx) <= self.width)
+            & (np.maximum(bottom, bottom - dy) <= self.height)
+        )
+        offset_x, offset_y = _block_pattern(size, size)
+        # int32 and in place where possible: these arrays are large, and fresh memory costs more than the arithmetic.
+        destinations = (top * self.width + left)[inside][:, None] + (offset_y * self.width + offset_x)
+        sources = destinations - (dy * self.width + dx)[inside][:, None]
+        if inside.all():
+            return destinations.ravel(), sources.ravel()
+        border = ~inside  # cut by the frame border, or the source leaves it: clamp pixel by pixel
+        pixel_x = left[border][:, None] + offset_x
+        pixel_y = top[border][:, None] + offset_y
+        source_x = np.clip(pixel_x - dx[border][:, None], 0, self.width - 1)
+        source_y = np.clip(pixel_y - dy[border][:, None], 0, self.height - 1)
+        kept = (pixel_x < self.width) & (pixel_y < self.height)
+        return (
+            np.concatenate([destinations.ravel(), (pixel_y * self.width + pixel_x)[kept]]),
+            np.concatenate([sources.ravel(), (source_y * self.width + source_x)[kept]]),
+        )
 
     def motion(self) -> np.ndarray:
         """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
         pixel_x, pixel_y = _pixel_coordinates(self.height, self.width)
         motion = np.empty((self.height * self.width, 2), dtype=np.int16)
-        np.subtract(pixel_x, pixel_x.take(self.source), out=motion[:, 0])
-        np.subtract(pixel_y, pixel_y.take(self.source), out=motion[:, 1])
+        scratch = self._spare.view(np.int16)[: self.height * self.width]  # the spare map is free between steps
+        np.subtract(pixel_x, pixel_x.take(self.source, out=scratch), out=motion[:, 0])
+        np.subtract(pixel_y, pixel_y.take(self.source, out=scratch), out=motion[:, 1])
         return motion.reshape(self.height, self.width, 2)
 
-    def warp(self, reference: np.ndarray) -> np.ndarray:
-        """Sample `reference` (H, W, C) at the traced source of every pixel."""
+    def warp(self, reference: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Sample `reference` (H, W, C) at the traced source of every pixel (into `out` if given)."""
         channels = reference.shape[-1]
         flat = reference.reshape(-1, channels)
-        return np.take(flat, self.source, axis=0).reshape(self.height, self.width, channels)
+        if out is not None:
+            out = out.reshape(-1, channels)
+        return np.take(flat, self.source, axis=0, out=out).reshape(self.height, self.width, channels)
 
 
 def residual(frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """Pixel-domain residual `frame - prediction` as int16 (exactly invertible)."""
-    return frame.astype(np.int16) - prediction.astype(np.int16)
+    return np.subtract(frame, prediction, dtype=np.int16)

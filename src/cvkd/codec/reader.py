@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from cvkd.codec.index import VideoIndex, first_video_stream, index_video, open_video
-from cvkd.codec.motion import MotionTrace, block_motion, residual
+from cvkd.codec.motion import BlockMotion, MotionTrace, block_motion, residual
 from cvkd.errors import UnsupportedVideoError, VideoError
 
 REPRESENTATIONS = ("iframe", "rgb", "mv", "residual")
@@ -133,7 +133,6 @@ class CompressedVideo:
     def _decode_gop(self, gop: int, request: _GopRequest, accumulate: bool) -> dict[tuple[str, int, int], np.ndarray]:
         """Decode GOP `gop` up to the last position asked for and build every requested array."""
         wanted = request.positions
-        last = request.last_position
         need_motion = bool(wanted.get("mv") or wanted.get("residual"))
         rgb_positions = set(wanted.get("rgb", ()))
         rgb_positions |= set(wanted.get("residual", ()))
@@ -141,39 +140,58 @@ class CompressedVideo:
             rgb_positions.add(0)
         if wanted.get("residual") and not accumulate:
             rgb_positions |= {p - 1 for p in wanted["residual"] if p > 0}
-        height, width = self.height, self.width
-        trace = MotionTrace(height, width) if need_motion else None
-        rgb: dict[int, np.ndarray] = {}
+        rgb, motions = self._decode_frames(gop, request.last_position, rgb_positions, need_motion)
         out: dict[tuple[str, int, int], np.ndarray] = {}
+        for position in wanted.get("rgb", ()):
+            out[("rgb", gop, position)] = rgb[position]
+        for position in wanted.get("iframe", ()):
+            out[("iframe", gop, position)] = rgb[0]
+        if need_motion:
+            out.update(self._trace_outputs(gop, wanted, rgb, motions, accumulate))
+        return out
+
+    def _decode_frames(
+        self, gop: int, last: int, rgb_positions: set[int], need_motion: bool
+    ) -> tuple[dict[int, np.ndarray], list[BlockMotion]]:
+        """Decode the GOP up to `last`: RGB of `rgb_positions`, and the moving blocks of every frame if asked."""
+        rgb: dict[int, np.ndarray] = {}
+        motions: list[BlockMotion] = []
         for position, frame in enumerate(self._frames_of_gop(gop, last)):
-            if (frame.width, frame.height) != (width, height):
+            if (frame.width, frame.height) != (self.width, self.height):
                 self._discard_container()
                 raise VideoError(
                     self.path, f"frame {self.gop_starts[gop] + position} decodes as {frame.width}x{frame.height}, "
-                    f"not the indexed {width}x{height} (corrupt stream header?)",
+                    f"not the indexed {self.width}x{self.height} (corrupt stream header?)",
                 )
-            if trace is not None and position > 0:
-                vectors = frame.side_data.get("MOTION_VECTORS")
-                if not accumulate:
-                    trace.reset()
-                trace.follow(block_motion(vectors.to_ndarray() if vectors is not None else None))
+            if need_motion:
+                vectors = frame.side_data.get("MOTION_VECTORS") if position > 0 else None
+                motions.append(block_motion(vectors.to_ndarray() if vectors is not None else None))
             if position in rgb_positions:
                 rgb[position] = self._to_rgb(frame)
+        return rgb, motions
+
+    def _trace_outputs(
+        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[BlockMotion],
+        accumulate: bool,
+    ) -> dict[tuple[str, int, int], np.ndarray]:
+        """Follow the motion frame by frame (all decoding done: the trace stays in cache) and build mv / residual."""
+        height, width = self.height, self.width
+        trace = MotionTrace(height, width)
+        prediction = np.empty((height, width, 3), np.uint8)  # reused: only the residual is kept
+        out: dict[tuple[str, int, int], np.ndarray] = {}
+        for position, blocks in enumerate(motions):
+            if position > 0:
+                if not accumulate:
+                    trace.reset()
+                trace.follow(blocks)
             if position in wanted.get("mv", ()):
-                out[("mv", gop, position)] = (
-                    trace.motion() if position > 0 else np.zeros((height, width, 2), np.int16)
-                )
+                out[("mv", gop, position)] = trace.motion() if position > 0 else np.zeros((height, width, 2), np.int16)
             if position in wanted.get("residual", ()):
                 if position == 0:
                     out[("residual", gop, 0)] = np.zeros((height, width, 3), np.int16)
                 else:
                     reference = rgb[0] if accumulate else rgb[position - 1]
-                    out[("residual", gop, position)] = residual(rgb[position], trace.warp(reference))
-        for position in wanted.get("rgb", ()):
-            out[("rgb", gop, position)] = rgb[position]
-        if wanted.get("iframe"):
-            for position in wanted["iframe"]:
-                out[("iframe", gop, position)] = rgb[0]
+                    out[("residual", gop, position)] = residual(rgb[position], trace.warp(reference, prediction))
         return out
 
     def _frames_of_gop(self, gop: int, last_position: int) -> Iterator[av.VideoFrame]:
