@@ -114,12 +114,11 @@ def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray) -> n
 
 
 @lru_cache(maxsize=8)
-def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y (int16) of every flat pixel index of a height x width frame (read-only)."""
+def _pixel_coordinates(height: int, width: int) -> np.ndarray:
+    """(x, y) int16 pairs of every flat pixel index of a height x width frame, (H * W, 2), read-only."""
     pixel_y, pixel_x = np.divmod(np.arange(height * width, dtype=np.int32), width)
-    coordinates = pixel_x.astype(np.int16), pixel_y.astype(np.int16)
-    for array in coordinates:
-        array.flags.writeable = False
+    coordinates = np.stack([pixel_x, pixel_y], axis=1).astype(np.int16)
+    coordinates.flags.writeable = False
     return coordinates
 
 
@@ -227,11 +226,10 @@ class MotionTrace:
 
     def motion(self) -> np.ndarray:
         """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
-        pixel_x, pixel_y = _pixel_coordinates(self.height, self.width)
-        motion = np.empty((self.height * self.width, 2), dtype=np.int16)
-        scratch = self._spare.view(np.int16)[: self.height * self.width]  # the spare map is free between steps
-        np.subtract(pixel_x, pixel_x.take(self.source, out=scratch), out=motion[:, 0])
-        np.subtract(pixel_y, pixel_y.take(self.source, out=scratch), out=motion[:, 1])
+        pixels = _pixel_coordinates(self.height, self.width)
+        # One 4-byte gather fetches a source pixel's (x, y) pair of int16 at once.
+        sources = pixels.view(np.int32).ravel().take(self.source, out=self._spare.view(np.int32))
+        motion = np.subtract(pixels, sources.view(np.int16).reshape(-1, 2))
         return motion.reshape(self.height, self.width, 2)
 
     def warp(self, reference: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
