@@ -74,24 +74,38 @@ class CellMotion:
         """Paint the moving blocks of a height x width frame; uncovered cells do not move."""
         cell = int(np.gcd.reduce(np.concatenate([blocks.width, blocks.height, blocks.left, blocks.top])))
         rows, cols = -(-height // cell), -(-width // cell)
-        margin = int(max(blocks.width.max(), blocks.height.max())) // cell  # blocks may be cut by the border
-        dx = np.zeros((rows + margin, cols + margin), dtype=np.int32)
+        dx = np.zeros((rows, cols), dtype=np.int32)
         dy = np.zeros_like(dx)
         for block_width, block_height, chosen in _size_groups(blocks):
             cell_x, cell_y = blocks.left[chosen] // cell, blocks.top[chosen] // cell
-            for offset_y in range(block_height // cell):
-                for offset_x in range(block_width // cell):
-                    dx[cell_y + offset_y, cell_x + offset_x] = blocks.dx[chosen]
-                    dy[cell_y + offset_y, cell_x + offset_x] = blocks.dy[chosen]
-        return cls(np.ascontiguousarray(dx[:rows, :cols]), np.ascontiguousarray(dy[:rows, :cols]), cell)
+            block_dx, block_dy = blocks.dx[chosen], blocks.dy[chosen]
+            span_x, span_y = block_width // cell, block_height // cell
+            # Blocks at the border may reach past the last cell (or lie wholly outside the frame).
+            overflow = cell_x.max() + span_x > cols or cell_y.max() + span_y > rows
+            for offset_y in range(span_y):
+                for offset_x in range(span_x):
+                    at_x, at_y = cell_x + offset_x, cell_y + offset_y
+                    if overflow:
+                        inside = (at_x < cols) & (at_y < rows)
+                        at_x, at_y = at_x[inside], at_y[inside]
+                        dx[at_y, at_x], dy[at_y, at_x] = block_dx[inside], block_dy[inside]
+                    else:
+                        dx[at_y, at_x], dy[at_y, at_x] = block_dx, block_dy
+        return cls(dx, dy, cell)
 
-    def most_common(self) -> tuple[tuple[int, int], int]:
-        """The displacement (dx, dy) of the most cells, and how many cells have it."""
+    def majority(self, hint: tuple[int, int]) -> tuple[tuple[int, int], np.ndarray] | None:
+        """A displacement shared by at least half the cells (`hint` if it is), with the cells that move otherwise."""
+        others = self.cells_not_moving_by(hint)
+        if len(others) * 2 <= self.dx.size:  # consecutive frames usually share their dominant motion
+            return hint, others
         keys = (self.dy * 65536 + self.dx).ravel()
         unique, counts = np.unique(keys, return_counts=True)
         best = int(counts.argmax())
+        if counts[best] * 2 < self.dx.size:
+            return None
         at = int(np.flatnonzero(keys == unique[best])[0])
-        return (int(self.dx.flat[at]), int(self.dy.flat[at])), int(counts[best])
+        vector = (int(self.dx.flat[at]), int(self.dy.flat[at]))
+        return vector, self.cells_not_moving_by(vector)
 
     def cells_not_moving_by(self, vector: tuple[int, int]) -> np.ndarray:
         """Flat indices of the cells whose displacement is not `vector`."""
@@ -142,6 +156,7 @@ class MotionTrace:
         self._pixels.flags.writeable = False
         self.source = self._pixels.ravel().copy()
         self._spare = np.empty_like(self.source)  # the next map is built here, then the two swap (no fresh memory)
+        self._last_majority = (0, 0)
 
     def reset(self) -> None:
         """Start again from the identity map (a new reference frame)."""
@@ -152,24 +167,27 @@ class MotionTrace:
         if not len(blocks):
             return
         cells = CellMotion.paint(blocks, self.height, self.width)
-        vector, count = cells.most_common()
-        if count * 2 < cells.dx.size:
+        majority = cells.majority(self._last_majority)
+        if majority is None:
             self._follow_dense(cells)
-        elif vector == (0, 0):
-            self._follow_sparse(cells)
+            return
+        vector, others = majority
+        self._last_majority = vector
+        if vector == (0, 0):
+            self._follow_sparse(cells, others)
         else:
-            self._follow_shifted(cells, vector)
+            self._follow_shifted(cells, vector, others)
 
-    def _follow_sparse(self, cells: CellMotion) -> None:
-        """Most of the frame is still: update only the pixels of moving cells."""
-        destinations, sources = self._cell_pixels(cells, cells.cells_not_moving_by((0, 0)))
+    def _follow_sparse(self, cells: CellMotion, moving: np.ndarray) -> None:
+        """Most of the frame is still: update only the pixels of the `moving` cells."""
+        destinations, sources = self._cell_pixels(cells, moving)
         # Gather every new value from map_{t-1} before writing any of them.
         self.source[destinations] = np.take(self.source, sources)
 
-    def _follow_shifted(self, cells: CellMotion, vector: tuple[int, int]) -> None:
-        """Most of the frame moves by one vector (a pan): shift the whole map, then redo the other cells."""
+    def _follow_shifted(self, cells: CellMotion, vector: tuple[int, int], others: np.ndarray) -> None:
+        """Most of the frame moves by one vector (a pan): shift the whole map, then redo the `others` cells."""
         shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector, out=self._spare)
-        destinations, sources = self._cell_pixels(cells, cells.cells_not_moving_by(vector))
+        destinations, sources = self._cell_pixels(cells, others)
         shifted.ravel()[destinations] = np.take(self.source, sources)
         self.source, self._spare = self._spare, self.source
 

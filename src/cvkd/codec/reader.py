@@ -51,6 +51,7 @@ class CompressedVideo:
         self._container: av.container.InputContainer | None = None
         self._owner_pid = -1
         self._reformatter = av.video.reformatter.VideoReformatter()
+        self._trace: MotionTrace | None = None  # reused across GOPs: its buffers stay allocated and warm
 
     # -- geometry -------------------------------------------------------------------------------------------------
     @property
@@ -121,7 +122,7 @@ class CompressedVideo:
     def __getstate__(self) -> dict:
         """Pickle without the open container or lock, so data-loader workers open their own."""
         state = self.__dict__.copy()
-        state.update(_container=None, _owner_pid=-1, _lock=None, _reformatter=None)
+        state.update(_container=None, _owner_pid=-1, _lock=None, _reformatter=None, _trace=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -176,7 +177,10 @@ class CompressedVideo:
     ) -> dict[tuple[str, int, int], np.ndarray]:
         """Follow the motion frame by frame (all decoding done: the trace stays in cache) and build mv / residual."""
         height, width = self.height, self.width
-        trace = MotionTrace(height, width)
+        if self._trace is None:
+            self._trace = MotionTrace(height, width)
+        trace = self._trace
+        trace.reset()
         prediction = np.empty((height, width, 3), np.uint8)  # reused: only the residual is kept
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position, blocks in enumerate(motions):
