@@ -6,8 +6,9 @@ It encodes a 10 s 340x256 25 fps GOP-12 clip (250 frames) into a temporary direc
 (3 segments, a random frame in each, never a GOP's first frame) and times, side by side on the same samples:
   (a) cvkd: one `CompressedVideo.load_many` call per sample for "iframe", "mv" and "residual" (accumulated), with the
       reader kept open across samples as in a data-loader worker;
-  (b) the floor: plain PyAV, seek to each sampled frame's GOP, decode up to the frame, convert every decoded frame
-      to RGB with one reused reformatter (no motion vectors, no accumulation);
+  (b) a stricter floor: plain PyAV, seek to each sampled frame's GOP, decode up to the frame, convert every decoded
+      frame to RGB with one reused reformatter (no motion vectors, no accumulation);
+  (b2) the floor the target is set against: the same GOPs decoded whole to RGB;
   (c) CoViAR's way: for every sampled frame, open the file again and decode from its first frame with motion-vector
       export up to the frame, then build the same three arrays (checked equal to (a));
   (c3) as (c), but one pass per frame and representation, as CoViAR's loader is called once per stream (for the
@@ -271,8 +272,8 @@ def print_table(times: dict[str, list[float]], mean_frames_decoded: float) -> No
         print(f"{name:<{width}}  {statistics.median(values):9.1f}  {min(values):7.1f}  {max(values):7.1f}")
     a, b, b_gop, c, c3 = (statistics.median(values) for values in times.values())
     print(
-        f"\na/b = {a / b:.2f}   a/b2 = {a / b_gop:.2f} (acceptance: <= 2)   "
-        f"c/a = {c / a:.2f}   c3/a = {c3 / a:.2f} (acceptance: >= 5)"
+        f"\na/b2 = {a / b_gop:.2f} (target <= 2)   a/b = {a / b:.2f} (stricter floor)   "
+        f"c/a = {c / a:.2f} (target >= 5)   c3/a = {c3 / a:.2f}"
     )
 
 
