@@ -9,6 +9,7 @@ import pytest
 
 from cvkd.demo import DemoSettings, recipe_config, run_demo
 from cvkd.distill.teachers import split_spec
+from cvkd.errors import ConfigError
 
 TINY_STREAMS = "{iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}"
 
@@ -32,17 +33,18 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    result = run_demo(tmp_path / "demo", ToyDemo(), progress=False)
+    settings = ToyDemo(strategies=("avg_targets", "entropy"))
+    result = run_demo(tmp_path / "demo", settings, progress=False)
     names = sorted(path.name for path in result.students)
-    assert names == ["synth_student_kd", "synth_student_mkd", "synth_student_nokd"]
+    assert names == ["synth_student_kd", "synth_student_mkd", "synth_student_mkd_entropy", "synth_student_nokd"]
     for run in [result.teacher, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
-    for label in ("CoViAR teacher", "no KD", "KD (1 teacher: iframe)", "avg_targets (3 teachers"):
+    for label in ("CoViAR teacher", "no KD", "KD (1 teacher: iframe)", "avg_targets (3 teachers", "entropy (3 teachers"):
         assert label in result.table
     assert sorted(path.name for path in result.report) == ["compare.csv", "compare.md", "compare.png"]
     checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [result.teacher, *result.students]}
 
-    again = run_demo(tmp_path / "demo", ToyDemo(), progress=False)
+    again = run_demo(tmp_path / "demo", settings, progress=False)
     assert {run: (run / "last.pt").stat().st_mtime_ns for run in checkpoints} == checkpoints  # nothing retrained
     assert accuracy_column(again.table) == accuracy_column(result.table)  # evaluations reused, same figures
 
@@ -64,3 +66,15 @@ def test_recipe_configs_record_absolute_paths_so_runs_work_from_any_directory(tm
     assert config.output_dir == str(runs) and config.name == "synth_student_mkd_seed2" and config.seed == 2
     assert set(config.model.init.values()) == {str(runs / "synth_teachers")}
     assert [split_spec(spec)[0] for spec in config.distill.teachers] == [str(runs / "synth_teachers")]
+
+
+def test_each_multi_teacher_strategy_is_its_own_run():
+    config = recipe_config("student_mkd", Path("demo"), DemoSettings(seeds=2), seed=1, strategy="camkd")
+    assert config.distill.strategy == "camkd" and config.name == "synth_student_mkd_camkd_seed1"
+    assert recipe_config("student_mkd", Path("demo"), DemoSettings(), strategy="avg_targets").name == "synth_student_mkd"
+
+
+@pytest.mark.parametrize("strategies", [("kd",), ("avg_targets", "avg_targets"), ("nonsense",), ()])
+def test_demo_refuses_strategies_that_are_not_distinct_multi_teacher_ones(strategies):
+    with pytest.raises(ConfigError, match="demo strategies"):
+        DemoSettings(strategies=strategies)

@@ -13,8 +13,10 @@ from tqdm import tqdm
 
 from cvkd.config import load_config
 from cvkd.data.synthetic import generate_synthetic
+from cvkd.distill.strategies import available_strategies
 from cvkd.distill.teachers import split_spec
 from cvkd.engine.schema import RunConfig
+from cvkd.errors import ConfigError
 from cvkd.engine.train import is_finished, train
 from cvkd.engine.protocol import Protocol
 from cvkd.recipes import recipe_path
@@ -22,7 +24,8 @@ from cvkd.report.compare import CompareSettings, compare_runs
 from cvkd.report.compare_output import format_markdown, write_outputs
 
 TEACHERS = "teachers"
-STUDENTS = ("student_nokd", "student_kd", "student_mkd")
+BASELINES = ("student_nokd", "student_kd")
+MULTI_TEACHER = "student_mkd"
 TEST_PROTOCOL = Protocol("test", 5, 1)  # a cheaper test than CoViAR's 25 x 10 keeps the demo in minutes
 
 
@@ -32,6 +35,18 @@ class DemoSettings:
 
     quick: bool = False
     seeds: int = 1
+    strategies: tuple[str, ...] = ("avg_targets",)  # one multi-teacher student per strategy
+
+    def __post_init__(self) -> None:
+        multi_teacher = [name for name in available_strategies() if name not in ("none", "kd")]
+        unknown = [name for name in self.strategies if name not in multi_teacher]
+        if unknown or not self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError(f"demo strategies {list(self.strategies)}: give distinct names from "
+                              f"{', '.join(multi_teacher)} (`none` and `kd` are the baselines, always trained)")
+
+    def students(self) -> list[tuple[str, str | None]]:
+        """(recipe, multi-teacher strategy or None) of every student trained per seed."""
+        return [(recipe, None) for recipe in BASELINES] + [(MULTI_TEACHER, name) for name in self.strategies]
 
     @property
     def videos_per_class(self) -> int:
@@ -62,14 +77,19 @@ class DemoResult:
     report: list[Path] = field(default_factory=list)
 
 
-def recipe_config(recipe: str, out: Path, settings: DemoSettings, seed: int = 0) -> RunConfig:
-    """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed."""
+def recipe_config(
+    recipe: str, out: Path, settings: DemoSettings, seed: int = 0, strategy: str | None = None
+) -> RunConfig:
+    """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed, strategy."""
     out = Path(out).resolve()  # runs record their data folder: absolute, so they still find it from another cwd
     runs = out / "runs"
-    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), settings.overrides(recipe))
+    overrides = settings.overrides(recipe) + ([f"distill.strategy={strategy}"] if strategy else [])
+    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), overrides)
     config.data.root = str(out / "data")
     config.output_dir = str(runs)
     config.seed = seed
+    if strategy and strategy != "avg_targets":  # the recipe's own strategy keeps the recipe's run name
+        config.name = f"{config.name}_{strategy}"
     if settings.seeds > 1 and recipe != TEACHERS:
         config.name = f"{config.name}_seed{seed}"
     config.model.init = {m: str(runs / Path(source).name) for m, source in config.model.init.items()}
@@ -100,10 +120,11 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
     _train_or_reuse(teacher_config, progress)
     result.seconds["teachers"] = time.perf_counter() - started - sum(result.seconds.values())
 
-    say(f"[3/4] students ({', '.join(STUDENTS)}) x {settings.seeds} seed(s)")
+    students = [recipe_config(recipe, out, settings, 0, strategy).name for recipe, strategy in settings.students()]
+    say(f"[3/4] students ({', '.join(students)}) x {settings.seeds} seed(s)")
     for seed in range(settings.seeds):
-        for recipe in STUDENTS:
-            config = recipe_config(recipe, out, settings, seed)
+        for recipe, strategy in settings.students():
+            config = recipe_config(recipe, out, settings, seed, strategy)
             _train_or_reuse(config, progress)
             result.students.append(Path(config.output_dir) / config.name)
     result.seconds["students"] = time.perf_counter() - started - sum(result.seconds.values())
