@@ -23,7 +23,7 @@ from cvkd.engine.runtime import Runtime, select_device
 from cvkd.errors import DatasetError
 from cvkd.report.composed_teacher import ComposedTeacher, compose_teacher, composed_metrics
 from cvkd.report.model_costs import ModelProfile, profile_model
-from cvkd.report.profile import _ratio
+from cvkd.report.profile import safe_ratio
 from cvkd.report.variants import describe_streams, group_by_seed, run_variant
 
 TEACHER_KIND = "teacher"
@@ -91,9 +91,9 @@ class Comparison:
         """teacher / row for parameters, GMACs per GOP-weighted frame and latency (None when not measured)."""
         t, s = self.teacher.profile, row.profile
         return {
-            "params": _ratio(t.costs.total_params, s.costs.total_params),
-            "macs_per_gop_frame": _ratio(t.costs.macs_per_gop_frame, s.costs.macs_per_gop_frame),
-            "latency": None if t.latency is None or s.latency is None else _ratio(t.latency.median_s,
+            "params": safe_ratio(t.costs.total_params, s.costs.total_params),
+            "macs_per_gop_frame": safe_ratio(t.costs.macs_per_gop_frame, s.costs.macs_per_gop_frame),
+            "latency": None if t.latency is None or s.latency is None else safe_ratio(t.latency.median_s,
                                                                                   s.latency.median_s),
         }
 

@@ -13,7 +13,7 @@ import numpy as np
 from cvkd.fileio import atomic_write_text
 from cvkd.report.compare import Comparison, CompareRow, verdict
 from cvkd.report.model_costs import UNIT_NOTE, format_ratio
-from cvkd.report.plots import _new_figure, _save
+from cvkd.report.plots import new_figure, save_figure
 from cvkd.report.variants import FROZEN_MARK
 
 CSV_COLUMNS = (
@@ -103,7 +103,7 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
 def plot_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
     """Bars of mean top-1 with min..max whiskers over seeds, the teacher's level dashed, params and GMACs per bar."""
     rows = comparison.rows
-    figure = _new_figure(max(5.0, 1.6 * len(rows) + 1.5), 4.8)
+    figure = new_figure(max(5.0, 1.6 * len(rows) + 1.5), 4.8)
     axes = figure.add_subplot()
     positions = np.arange(len(rows))
     means = np.array([row.mean for row in rows])
@@ -122,7 +122,7 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
     axes.grid(axis="y", alpha=0.3)
     axes.set_title("Teacher vs students: top-1 (whiskers: min..max over seeds)\n"
                    "under each bar: parameters, GMACs per GOP-weighted frame", fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _wrap(text: str, width: int = 18) -> str:

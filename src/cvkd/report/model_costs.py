@@ -25,11 +25,11 @@ from cvkd.report.profile import (
     STREAMS,
     CostReport,
     LatencyResult,
-    _ratio,
     compare_costs,
     count_parameters,
     measure_latency,
     profile_streams,
+    safe_ratio,
 )
 
 UNIT_NOTE = "GMACs (multiply-accumulates); FLOPs = 2 x MACs"
@@ -136,7 +136,7 @@ def profile_ratios(teacher: ModelProfile, student: ModelProfile) -> dict[str, fl
     """teacher / student for parameters, every MAC figure and (when both were timed) latency."""
     ratios = compare_costs(teacher.costs, student.costs)
     if teacher.latency is not None and student.latency is not None:
-        ratios["latency"] = _ratio(teacher.latency.median_s, student.latency.median_s)
+        ratios["latency"] = safe_ratio(teacher.latency.median_s, student.latency.median_s)
     return ratios
 
 

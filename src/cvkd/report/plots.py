@@ -22,14 +22,14 @@ NAMED_TICKS_MAX_CLASSES = 30  # above this many classes the axes show class indi
 ANNOTATED_CELLS_MAX_CLASSES = 12  # up to this many classes every cell shows its value
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure of the given size in inches with an Agg canvas attached."""
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write `figure` atomically to `path` in the format its suffix names (PNG without one); return the path."""
     path = Path(path)
     file_format = path.suffix.lstrip(".").lower() or "png"
@@ -60,7 +60,7 @@ def plot_confusion(
         raise ValueError(f"{len(class_names)} class names for a {count}-class confusion matrix")
     named = class_names is not None and count <= NAMED_TICKS_MAX_CLASSES
     side = min(max(5.0, 2.5 + 0.28 * count), 16.0)
-    figure = _new_figure(side + 1.2, side)
+    figure = new_figure(side + 1.2, side)
     axes = figure.add_subplot()
     fractions = normalise_rows(matrix)
     image = axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -82,7 +82,7 @@ def plot_confusion(
     axes.set_xlabel(f"predicted class{suffix}")
     axes.set_ylabel(f"true class{suffix}")
     axes.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _numeric(value: Any) -> float | None:
@@ -136,7 +136,7 @@ def plot_training_curves(
     groups = {name: group for name, group in groups.items() if group}
     if not groups:
         raise ValueError(f"no loss, accuracy or learning-rate values in {len(log_rows)} log rows (keys: {keys})")
-    figure = _new_figure(4.2 * len(groups) + 0.6, 3.6)
+    figure = new_figure(4.2 * len(groups) + 0.6, 3.6)
     for index, (name, group) in enumerate(groups.items(), start=1):
         axes = figure.add_subplot(1, len(groups), index)
         for key in group:
@@ -150,7 +150,7 @@ def plot_training_curves(
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_bars(
@@ -160,7 +160,7 @@ def plot_bars(
     if len(labels) != len(values) or not labels:
         raise ValueError(f"need one value per label and at least one bar, got {len(labels)} labels and "
                          f"{len(values)} values")
-    figure = _new_figure(max(4.0, 0.8 * len(labels) + 1.5), 4.0)
+    figure = new_figure(max(4.0, 0.8 * len(labels) + 1.5), 4.0)
     axes = figure.add_subplot()
     positions = np.arange(len(labels))
     bars = axes.bar(positions, [float(value) for value in values], color="tab:blue")
@@ -173,4 +173,4 @@ def plot_bars(
     axes.grid(axis="y", alpha=0.3)
     if title:
         axes.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -207,7 +207,7 @@ def profile_streams(
     return cost_report(StreamCosts(**params), StreamCosts(**macs), gop, segments, crops)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def safe_ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, inf for x/0 and nan for 0/0."""
     if denominator == 0:
         return math.nan if numerator == 0 else math.inf
@@ -217,10 +217,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 def compare_costs(teacher: CostReport, student: CostReport) -> dict[str, float]:
     """How many times cheaper the student is (teacher / student) in parameters and each MAC figure."""
     return {
-        "params": _ratio(teacher.total_params, student.total_params),
-        "macs_per_sample": _ratio(teacher.macs_per_sample, student.macs_per_sample),
-        "macs_per_gop_frame": _ratio(teacher.macs_per_gop_frame, student.macs_per_gop_frame),
-        "macs_per_video": _ratio(teacher.macs_per_video, student.macs_per_video),
+        "params": safe_ratio(teacher.total_params, student.total_params),
+        "macs_per_sample": safe_ratio(teacher.macs_per_sample, student.macs_per_sample),
+        "macs_per_gop_frame": safe_ratio(teacher.macs_per_gop_frame, student.macs_per_gop_frame),
+        "macs_per_video": safe_ratio(teacher.macs_per_video, student.macs_per_video),
     }
 
 
