@@ -1,6 +1,6 @@
 """Reader benchmark: one CoViAR training sample with cvkd, against plain PyAV decoding and CoViAR's re-decode-from-start.
 
-Run: .venv/bin/python benchmarks/bench_reader.py [--repeats N] [--seed S] [--profile]
+Run: .venv/bin/python benchmarks/bench_reader.py [--repeats N (default 100)] [--seed S] [--profile]
 
 It encodes a 10 s 340x256 25 fps GOP-12 clip (250 frames) into a temporary directory, draws TSN training samples
 (3 segments, a random frame in each, never a GOP's first frame) and times, side by side on the same samples:
@@ -291,7 +291,7 @@ def profile_reader(video: CompressedVideo, samples: Sequence[Sequence[int]], top
 def main(argv: Sequence[str] | None = None) -> int:
     """Encode the clip, time the index scan and the ways of loading samples, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20, help="timed samples per method (default 20)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed samples per method (default 100)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed samples per method first (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip and of the sampled frames")
     parser.add_argument("--profile", action="store_true", help="also profile (a) with cProfile and print the top calls")
