@@ -58,13 +58,16 @@ PAN = [
     for left in range(0, WIDTH, 16)
     if (left, top) not in {(16, 0), (0, 16), (48, 32)}
 ] + [(0, 16, 16, 16, 5, 3), (48, 32, 8, 8, 2, -1), (56, 32, 8, 8, -3, 0), (48, 40, 8, 8, 0, 7)]
-FAR_PAN = [(left, top, 16, 16, -70, 50) for top in range(0, HEIGHT, 16) for left in range(0, WIDTH, 16)]  # beyond the frame
+# Blocks sticking out past the left and top borders (not produced by MPEG-4, but nothing may wrap around).
+OUTSIDE = [(-8, 8, 16, 8, 3, 1), (24, -8, 8, 16, -2, -1), (8, 24, 8, 8, 1, 2)]
+# Every block's source lies beyond the frame: the whole trace collapses onto the clamped border.
+FAR_PAN = [(left, top, 16, 16, -70, 50) for top in range(0, HEIGHT, 16) for left in range(0, WIDTH, 16)]
 
 
 @pytest.mark.parametrize(
     "frames",
-    [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY], [PAN], [PAN, FEW, PAN, PAN], [FAR_PAN, PAN]],
-    ids=["sparse", "dense", "mixed", "dense3", "pan", "pan-mixed", "far-pan"],
+    [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY], [PAN], [PAN, FEW, PAN, PAN], [FAR_PAN, PAN], [OUTSIDE]],
+    ids=["sparse", "dense", "mixed", "dense3", "pan", "pan-mixed", "far-pan", "outside"],
 )
 def test_trace_matches_the_per_pixel_definition(frames):
     trace = MotionTrace(HEIGHT, WIDTH)

@@ -80,13 +80,15 @@ class CellMotion:
             cell_x, cell_y = blocks.left[chosen] // cell, blocks.top[chosen] // cell
             block_dx, block_dy = blocks.dx[chosen], blocks.dy[chosen]
             span_x, span_y = block_width // cell, block_height // cell
-            # Blocks at the border may reach past the last cell (or lie wholly outside the frame).
-            overflow = cell_x.max() + span_x > cols or cell_y.max() + span_y > rows
+            # Blocks at the border may reach past the last cell (or lie partly or wholly outside the frame).
+            overflow = (
+                cell_x.max() + span_x > cols or cell_y.max() + span_y > rows or cell_x.min() < 0 or cell_y.min() < 0
+            )
             for offset_y in range(span_y):
                 for offset_x in range(span_x):
                     at_x, at_y = cell_x + offset_x, cell_y + offset_y
                     if overflow:
-                        inside = (at_x < cols) & (at_y < rows)
+                        inside = (at_x >= 0) & (at_x < cols) & (at_y >= 0) & (at_y < rows)
                         at_x, at_y = at_x[inside], at_y[inside]
                         dx[at_y, at_x], dy[at_y, at_x] = block_dx[inside], block_dy[inside]
                     else:
@@ -98,7 +100,7 @@ class CellMotion:
         others = self.cells_not_moving_by(hint)
         if len(others) * 2 <= self.dx.size:  # consecutive frames usually share their dominant motion
             return hint, others
-        keys = (self.dy * 65536 + self.dx).ravel()
+        keys = (self.dy.astype(np.int64) * 65536 + self.dx).ravel()
         unique, counts = np.unique(keys, return_counts=True)
         best = int(counts.argmax())
         if counts[best] * 2 < self.dx.size:
