@@ -91,3 +91,19 @@ def test_resuming_with_another_model_is_refused(tiny) -> None:
 
     assert str(run / LAST) in str(error.value) and "\n" not in str(error.value)
     assert {name: (run / name).read_bytes() for name in before} == before  # config.yaml still describes the checkpoints
+
+
+def test_resuming_a_finished_run_clears_the_debris_of_writes_a_kill_interrupted(tiny) -> None:
+    tiny.train("run", "optim.epochs=1")
+    run = tiny.run_dir("run")
+    debris = [run / ".log.abcd1234.tmp.jsonl", run / ".last.x1y2z3w4.tmp.pt", run / ".summary.q9w8e7r6.tmp.json"]
+    for path in debris:
+        path.write_bytes(b"half a write")
+    stranger = run / "notes.tmp.txt"  # not the shape of an atomic write's temporary file: kept
+    stranger.write_text("mine")
+    log_before = (run / LOG_FILE).read_bytes()
+
+    tiny.train("run", "optim.epochs=1", resume=True)  # nothing left to train
+
+    assert not any(path.exists() for path in debris)
+    assert stranger.read_text() == "mine" and (run / LOG_FILE).read_bytes() == log_before

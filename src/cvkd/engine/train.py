@@ -31,7 +31,7 @@ from cvkd.engine.runs import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, l
 from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime
 from cvkd.engine.schema import RunConfig
 from cvkd.errors import CheckpointError, ConfigError, DatasetError
-from cvkd.fileio import atomic_write_json, atomic_write_text
+from cvkd.fileio import atomic_write_json, atomic_write_text, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
 CACHE_FILE = "teacher_cache.pt"
@@ -182,6 +182,8 @@ class _Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             if not resume and (self.out / LAST).exists():
                 raise CheckpointError(f"{self.out}: run folder already holds checkpoints; resume it or use another name")
+            for name in (LAST, BEST, LOG_FILE, SUMMARY_FILE, CONFIG_FILE):  # debris of writes a kill interrupted
+                remove_leftovers(self.out / name)
         if resume:
             self._resume()  # before writing config.yaml: a refused resume leaves the run folder as it was
         if self.runtime.is_main:
