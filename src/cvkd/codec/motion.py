@@ -113,6 +113,17 @@ class CellMotion:
         """Flat indices of the cells whose displacement is not `vector`."""
         return np.flatnonzero((self.dx != vector[0]) | (self.dy != vector[1]))
 
+    def sources_leave(self, height: int, width: int) -> np.ndarray:
+        """(rows, cols) mask of the cells whose pixels inside a height x width frame come partly from outside it."""
+        left = np.arange(self.dx.shape[1]) * self.cell
+        top = np.arange(self.dx.shape[0])[:, None] * self.cell
+        return (
+            (left < self.dx)
+            | (np.minimum(left + self.cell, width) - self.dx > width)
+            | (top < self.dy)
+            | (np.minimum(top + self.cell, height) - self.dy > height)
+        )
+
 
 def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray) -> np.ndarray:
     """Write `image[clamp(y - dy), clamp(x - dx)]` to `out[y, x]` (a shifted copy whose edges repeat); return `out`."""
@@ -199,14 +210,7 @@ class MotionTrace:
         shift = cells.dy * self.width + cells.dx
         per_pixel = shift.repeat(size, axis=0).repeat(size, axis=1)[: self.height, : self.width]
         source = np.subtract(self._pixels, per_pixel).ravel()  # right wherever the source stays inside the frame
-        left = np.arange(cells.dx.shape[1]) * size
-        top = np.arange(cells.dx.shape[0])[:, None] * size
-        leaves = (
-            (left < cells.dx)
-            | (np.minimum(left + size, self.width) - cells.dx > self.width)
-            | (top < cells.dy)
-            | (np.minimum(top + size, self.height) - cells.dy > self.height)
-        )
+        leaves = cells.sources_leave(self.height, self.width)
         if leaves.any():
             destinations, clamped = self._cell_pixels(cells, np.flatnonzero(leaves))
             source[destinations] = clamped
@@ -220,15 +224,11 @@ class MotionTrace:
         cell_y, cell_x = np.divmod(chosen.astype(np.int32), cols)
         left, top = cell_x * size, cell_y * size
         dx, dy = cells.dx.ravel()[chosen], cells.dy.ravel()[chosen]
-        right, bottom = left + size, top + size
-        inside = (  # the cell lies inside the frame and so does its source: a plain shift of flat indices
-            (np.minimum(left, left - dx) >= 0)
-            & (np.minimum(top, top - dy) >= 0)
-            & (np.maximum(right, right - dx) <= self.width)
-            & (np.maximum(bottom, bottom - dy) <= self.height)
-        )
+        # A cell wholly inside the frame whose source stays inside too is a plain shift of flat indices.
+        cut = (left + size > self.width) | (top + size > self.height)
+        inside = ~cut & ~cells.sources_leave(self.height, self.width).ravel()[chosen]
         offset_x, offset_y = _block_pattern(size, size)
-        # int32 and in place where possible: these arrays are large, and fresh memory costs more than the arithmetic.
+        # int32 throughout: these arrays are large, and fresh memory costs more than the arithmetic.
         destinations = (top * self.width + left)[inside][:, None] + (offset_y * self.width + offset_x)
         sources = destinations - (dy * self.width + dx)[inside][:, None]
         if inside.all():

@@ -181,7 +181,7 @@ class CompressedVideo:
             self._trace = MotionTrace(height, width)
         trace = self._trace
         trace.reset()
-        prediction = np.empty((height, width, 3), np.uint8)  # reused: only the residual is kept
+        prediction = np.empty((height, width, 3), np.uint8) if wanted.get("residual") else None  # only residuals kept
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position, blocks in enumerate(motions):
             if position > 0:
