@@ -15,10 +15,10 @@ from cvkd.config import load_config
 from cvkd.data.synthetic import generate_synthetic
 from cvkd.distill.strategies import available_strategies
 from cvkd.distill.teachers import split_spec
-from cvkd.engine.schema import RunConfig
-from cvkd.errors import ConfigError
-from cvkd.engine.train import is_finished, train
 from cvkd.engine.protocol import Protocol
+from cvkd.engine.schema import RunConfig
+from cvkd.engine.train import is_finished, train
+from cvkd.errors import ConfigError
 from cvkd.recipes import recipe_path
 from cvkd.report.compare import CompareSettings, compare_runs
 from cvkd.report.compare_output import format_markdown, write_outputs
@@ -83,12 +83,12 @@ def recipe_config(
     """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed, strategy."""
     out = Path(out).resolve()  # runs record their data folder: absolute, so they still find it from another cwd
     runs = out / "runs"
-    overrides = settings.overrides(recipe) + ([f"distill.strategy={strategy}"] if strategy else [])
-    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), overrides)
+    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), settings.overrides(recipe))
     config.data.root = str(out / "data")
     config.output_dir = str(runs)
     config.seed = seed
-    if strategy and strategy != "avg_targets":  # the recipe's own strategy keeps the recipe's run name
+    if strategy and strategy != config.distill.strategy:  # the recipe's own strategy keeps the recipe's run name
+        config.distill.strategy = strategy
         config.name = f"{config.name}_{strategy}"
     if settings.seeds > 1 and recipe != TEACHERS:
         config.name = f"{config.name}_seed{seed}"
