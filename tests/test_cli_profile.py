@@ -12,9 +12,9 @@ import torch
 
 from cvkd.cli import main
 from cvkd.config import config_to_dict, load_config
-from cvkd.engine.checkpoint import save_checkpoint
-from cvkd.engine.runs import build_model
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.checkpoint import save_checkpoint
+from cvkd.runs.folder import build_model
+from cvkd.runs.schema import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 5

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cvkd.demo import DemoSettings, recipe_config, run_demo
-from cvkd.distill.teachers import split_spec
+from cvkd.engine.teachers import split_spec
 from cvkd.errors import ConfigError
 
 TINY_STREAMS = "{iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}"

@@ -14,9 +14,9 @@ from tqdm import tqdm
 from cvkd.config import load_config
 from cvkd.data.synthetic import generate_synthetic
 from cvkd.distill.strategies import available_strategies
-from cvkd.distill.teachers import split_spec
+from cvkd.engine.teachers import split_spec
 from cvkd.engine.protocol import Protocol
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import is_finished, train
 from cvkd.errors import ConfigError
 from cvkd.recipes import recipe_path

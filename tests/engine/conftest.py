@@ -22,9 +22,9 @@ import torch
 
 from cvkd.config import load_config
 from cvkd.data.synthetic import generate_synthetic
-from cvkd.engine.checkpoint import LAST, load_checkpoint
-from cvkd.engine.runs import LOG_FILE
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.checkpoint import LAST, load_checkpoint
+from cvkd.runs.folder import LOG_FILE
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import TrainResult, train
 
 CLASSES = 3

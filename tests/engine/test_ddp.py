@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
-from cvkd.engine.checkpoint import LAST, load_checkpoint
+from cvkd.runs.checkpoint import LAST, load_checkpoint
 from cvkd.engine.evaluate import collect_scores
-from cvkd.engine.metrics import top_k_accuracy
-from cvkd.engine.runs import load_run
+from cvkd.scores.metrics import top_k_accuracy
+from cvkd.runs.folder import load_run
 from cvkd.engine.runtime import Runtime
-from cvkd.engine.train import dataset_split
+from cvkd.data.folder import dataset_split
 
 EPOCHS = 3
 GLOBAL_BATCH = 12  # 6 clips per process; 36 training videos -> 3 steps per epoch in both set-ups
@@ -98,7 +98,7 @@ def test_distributed_validation_scores_every_video_once(runs, read_log) -> None:
     assert correct == pytest.approx(round(correct), abs=1e-9)  # a count out of 11, not of the 12 padded items
 
     run = load_run(ddp / LAST)
-    val = CompressedVideoDataset(dataset_split(run.config, "val"), ("mv",), 2, train=False, crop_size=48)
+    val = CompressedVideoDataset(dataset_split(run.config.data.root, "val"), ("mv",), 2, train=False, crop_size=48)
     assert len(val) == VAL_VIDEOS
     scores = collect_scores(run.model, make_loader(val, 4, shuffle=False), Runtime(torch.device("cpu")),
                             run.class_names, progress=False)["fused"]

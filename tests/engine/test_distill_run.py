@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cvkd.engine import train as train_module
-from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint
+from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint
 from cvkd.errors import ConfigError
 
 TEACHER_STREAMS = ("iframe", "mv", "residual")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cvkd.cli import main
-from cvkd.engine.fusion import align, fuse, search_weights
-from cvkd.engine.scores import ScoreSet, save_scores
+from cvkd.scores.fusion import align, fuse, search_weights
+from cvkd.scores.files import ScoreSet, save_scores
 from cvkd.errors import CvkdError
 
 NAMES = ["b/v0.avi", "a/v1.avi", "c/v2.avi", "a/v3.avi"]

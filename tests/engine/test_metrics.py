@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cvkd.engine.metrics import confusion_matrix, mean_class_accuracy, predictions, summarize, top_k_accuracy
+from cvkd.scores.metrics import confusion_matrix, mean_class_accuracy, predictions, summarize, top_k_accuracy
 
 # 4 videos, 3 classes, unbalanced: three videos of class 0, one of class 1, none of class 2.
 LABELS = np.array([0, 0, 0, 1])

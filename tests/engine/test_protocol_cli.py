@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cvkd.cli import main
-from cvkd.engine.metrics import top_k_accuracy
-from cvkd.engine.scores import load_scores
+from cvkd.scores.metrics import top_k_accuracy
+from cvkd.scores.files import load_scores
 
 
 def test_cvkd_test_writes_consistent_stream_and_fused_scores(teacher_run, data_root, tmp_path, capsys):

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from cvkd.cli import main
-from cvkd.engine.checkpoint import LAST, load_checkpoint
-from cvkd.engine.runs import CONFIG_FILE, LOG_FILE
+from cvkd.runs.checkpoint import LAST, load_checkpoint
+from cvkd.runs.folder import CONFIG_FILE, LOG_FILE
 from cvkd.errors import CheckpointError
 
 EPOCHS = 5

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from cvkd.engine.scores import ScoreFileError, ScoreSet, load_scores, save_scores
+from cvkd.scores.files import ScoreFileError, ScoreSet, load_scores, save_scores
 from cvkd.errors import CvkdError
 
 NAMES = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "brush_hair/Brüsh_01.avi", "Yo/yo.avi"]

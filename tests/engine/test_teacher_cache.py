@@ -13,9 +13,9 @@ from cvkd.cli import main
 from cvkd.data.datasets import CompressedVideoDataset
 from cvkd.data.lists import VideoList
 from cvkd.data.synthetic import generate_synthetic
-from cvkd.distill.cache import TeacherCache, cache_key, load_or_build_cache
-from cvkd.distill.teachers import TeacherSet
-from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
+from cvkd.engine.teachers import TeacherSet
+from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from cvkd.engine.train import CACHE_FILE
 from cvkd.errors import CheckpointError, ConfigError
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
-from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint
+from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint
 from cvkd.engine.evaluate import collect_scores
-from cvkd.engine.metrics import top_k_accuracy
-from cvkd.engine.runs import SUMMARY_FILE, load_run
+from cvkd.scores.metrics import top_k_accuracy
+from cvkd.runs.folder import SUMMARY_FILE, load_run
 from cvkd.engine.runtime import Runtime
-from cvkd.engine.train import dataset_split
+from cvkd.data.folder import dataset_split
 
 EPOCHS = 8
 LR = 3e-3
@@ -66,7 +66,7 @@ def test_best_checkpoint_is_the_best_logged_epoch_and_scores_as_logged(mv_run, d
     run = load_run(mv_run)
     assert run.epoch == best_epoch
     assert run.class_names == tuple((data_root / "classes.txt").read_text().split())
-    val = CompressedVideoDataset(dataset_split(run.config, "val"), ("mv",), 2, train=False, crop_size=48)
+    val = CompressedVideoDataset(dataset_split(run.config.data.root, "val"), ("mv",), 2, train=False, crop_size=48)
     scores_now = collect_scores(run.model, make_loader(val, 5, shuffle=False), Runtime(torch.device("cpu")),
                                 run.class_names, progress=False)
     fused = scores_now["fused"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from cvkd.codec.encode import EncodeSettings, reencode
-from cvkd.distill.cache import TeacherCache
-from cvkd.engine.checkpoint import save_checkpoint
+from cvkd.engine.teacher_cache import TeacherCache
+from cvkd.runs.checkpoint import save_checkpoint
 from cvkd.fileio import atomic_write_json
 
 BIG = 1 << 20  # elements / characters: every payload is far above the limit

@@ -24,9 +24,9 @@ from cvkd.codec.index import index_video
 from cvkd.config import load_config
 from cvkd.data.lists import PREPARE_REPORT_FILE
 from cvkd.data.synthetic import generate_synthetic
-from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from cvkd.engine.runs import CONFIG_FILE, LOG_FILE, SUMMARY_FILE
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import CACHE_FILE, train
 
 SOURCE_SIZE = (320, 240)
@@ -329,7 +329,7 @@ def test_distill_with_a_teacher_cache_killed_at_several_moments_ends_like_an_uni
 
 def test_a_stray_temporary_checkpoint_is_never_read(synthetic_root, tmp_path) -> None:
     """Resume and `load_run` read last.pt / best.pt only, never a killed save's temporary file."""
-    from cvkd.engine.runs import load_run
+    from cvkd.runs.folder import load_run
 
     torch.set_num_threads(1)
     runs = tmp_path / "runs"

@@ -24,12 +24,12 @@ from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
 from cvkd.config import load_config
 from cvkd.data.datasets import CompressedVideoDataset
 from cvkd.data.lists import VideoList
-from cvkd.distill.cache import FORMAT as CACHE_FORMAT
-from cvkd.distill.cache import TeacherCache
-from cvkd.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from cvkd.engine.checkpoint import load_checkpoint, save_checkpoint
-from cvkd.engine.runs import load_run
-from cvkd.engine.schema import RunConfig
+from cvkd.engine.teacher_cache import FORMAT as CACHE_FORMAT
+from cvkd.engine.teacher_cache import TeacherCache
+from cvkd.runs.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from cvkd.runs.checkpoint import load_checkpoint, save_checkpoint
+from cvkd.runs.folder import load_run
+from cvkd.runs.schema import RunConfig
 from cvkd.errors import CheckpointError, ConfigError, CvkdError
 from cvkd.fileio import atomic_write_json
 

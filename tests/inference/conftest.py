@@ -12,7 +12,7 @@ from clips import encode_with_pyav
 
 from cvkd.config import load_config
 from cvkd.data.synthetic import SynthSettings, generate_synthetic, render_video
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import train
 
 DATA_SIZE = (64, 64)  # (width, height) of the synthetic dataset the run trains on

@@ -17,7 +17,7 @@ from cvkd.cli import main
 from cvkd.codec.encode import EncodeSettings
 from cvkd.data.datasets import CompressedVideoDataset
 from cvkd.data.lists import VideoList
-from cvkd.engine.runs import load_run
+from cvkd.runs.folder import load_run
 from cvkd.errors import CvkdError
 from cvkd.inference import onnx_export
 from cvkd.inference.onnx_export import check_inputs, check_parity, export_model, export_run

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cvkd.cli import main
-from cvkd.engine.runs import load_run
+from cvkd.runs.folder import load_run
 from cvkd.inference.inputs import video_inputs
 from cvkd.inference.predictor import Prediction, load_torch_predictor, predict_files, top_k
 from cvkd.inference.prepare import cached_reencode_path

@@ -21,8 +21,8 @@ from cvkd.cli import main
 from cvkd.config import config_from_dict, load_config
 from cvkd.data.synthetic import generate_synthetic
 from cvkd.engine.protocol import Protocol, evaluate_model
-from cvkd.engine.runs import load_run
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.folder import load_run
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import train
 from cvkd.errors import ConfigError
 from cvkd.report.compare import CompareRow, Comparison, CompareSettings, compare_runs, verdict

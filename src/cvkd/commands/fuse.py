@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from cvkd.engine.fusion import (
+from cvkd.scores.fusion import (
     DEFAULT_GRID,
     align,
     check_weights,
@@ -15,8 +15,8 @@ from cvkd.engine.fusion import (
     fuse,
     search_weights,
 )
-from cvkd.engine.metrics import Metrics, summarize
-from cvkd.engine.scores import ScoreSet, load_scores
+from cvkd.scores.metrics import Metrics, summarize
+from cvkd.scores.files import ScoreSet, load_scores
 from cvkd.errors import CvkdError
 
 

@@ -11,8 +11,8 @@ import torch
 
 from cvkd.config import load_config
 from cvkd.data.lists import read_classes
-from cvkd.engine.runs import build_model, load_run
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.folder import build_model, load_run
+from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
 from cvkd.models.coviar import CoViAR
 from cvkd.report.model_costs import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios

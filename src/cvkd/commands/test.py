@@ -39,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate_run(
         args.target, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
-        workers=args.workers, save_scores_to=args.save_scores, plots_dir=args.plots, data_root=args.data_root,
+        workers=args.workers, save_scores_to=args.save_scores, data_root=args.data_root,
         progress=not args.no_progress,
     )
+    if args.plots is not None:
+        from cvkd.report.plots import plot_evaluation_confusion
+
+        report.files.append(plot_evaluation_confusion(report, args.plots / "confusion.png"))
     if args.json:
         print(json.dumps({key: m.as_dict() for key, m in report.metrics.items()}))
     else:

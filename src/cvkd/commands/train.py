@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cvkd.config import load_config
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

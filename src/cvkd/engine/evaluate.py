@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvkd.engine.runtime import Runtime, all_gather_objects, autocast
-from cvkd.engine.scores import ScoreSet
+from cvkd.scores.files import ScoreSet
 from cvkd.models.coviar import CoViAR
 
-FUSED = "fused"
+from cvkd.modalities import FUSED
 
 
 def move_sample(batch: Mapping[str, object], modalities: tuple[str, ...], device: torch.device) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
 from cvkd.models.coviar import CoViAR
 

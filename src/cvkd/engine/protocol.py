@@ -13,29 +13,29 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cvkd.data.folder import dataset_split
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.engine.evaluate import FUSED, collect_scores
-from cvkd.engine.metrics import Metrics, confusion_matrix, predictions, summarize
-from cvkd.engine.runs import LoadedRun, load_run
+from cvkd.scores.metrics import Metrics, summarize
+from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
-from cvkd.engine.schema import DataConfig, RunConfig
-from cvkd.engine.scores import ScoreSet, load_scores, save_scores
-from cvkd.engine.train import dataset_split
+from cvkd.scores.files import ScoreSet, load_scores, save_scores
 from cvkd.errors import DatasetError
 from cvkd.fileio import atomic_write_json
 from cvkd.models.coviar import CoViAR
-from cvkd.report.plots import plot_confusion
 
 EVAL_FORMAT = "cvkd-eval-1"
 
 
 @dataclass
 class EvaluationReport:
-    """Metrics of every stream and of the fused model, and where the scores and plots went."""
+    """Metrics of every stream and of the fused model, and where the score files went."""
 
     metrics: dict[str, Metrics]
     scores: dict[str, ScoreSet]
     files: list[Path]
+    class_names: tuple[str, ...] = ()
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def evaluate_model(
     if runtime is None:
         device = next(model.parameters()).device
         runtime = Runtime(device=device)
-    video_list = dataset_split(RunConfig(data=DataConfig(root=os.fspath(data_root))), split)
+    video_list = dataset_split(data_root, split)
     if video_list is None or not len(video_list):
         raise DatasetError(f"{data_root}: no videos in split {split!r}")
     if tuple(video_list.classes) != tuple(class_names):
@@ -110,7 +110,6 @@ def evaluate_run(
     batch_size: int = 4,
     workers: int = 2,
     save_scores_to: str | os.PathLike | None = None,
-    plots_dir: str | os.PathLike | None = None,
     data_root: str | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -132,12 +131,8 @@ def evaluate_run(
         for key, score_set in scores.items():
             if key != FUSED and len(scores) > 2:
                 files.append(save_scores(score_set, stem.parent / f"{stem.name}_{key}.npz"))
-    if runtime.is_main and plots_dir is not None:
-        fused = scores[FUSED]
-        matrix = confusion_matrix(predictions(fused.scores), fused.labels, len(loaded.class_names))
-        files.append(plot_confusion(matrix, loaded.class_names, Path(plots_dir) / "confusion.png",
-                                    title=f"{loaded.config.name}: {split} ({segments}x{crops})"))
-    return EvaluationReport(metrics, scores, files)
+    return EvaluationReport(metrics, scores, files, tuple(loaded.class_names),
+                            f"{loaded.config.name}: {split} ({segments}x{crops})")
 
 
 # ---------------------------------------------------------------- cached evaluation of a run

@@ -14,12 +14,12 @@ from tqdm import tqdm
 from cvkd.config import config_to_dict, save_config
 from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
 from cvkd.data.transforms import shared_scales
-from cvkd.data.lists import VideoList
-from cvkd.distill.cache import TeacherCache, cache_key, load_or_build_cache
-from cvkd.distill.teachers import TeacherSet
-from cvkd.engine.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, resolve_checkpoint, save_checkpoint
+from cvkd.data.folder import dataset_split
+from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
+from cvkd.engine.teachers import TeacherSet
+from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, resolve_checkpoint, save_checkpoint
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
-from cvkd.engine.metrics import top_k_accuracy
+from cvkd.scores.metrics import top_k_accuracy
 from cvkd.engine.objective import (
     StreamObjective,
     build_optimizer,
@@ -27,9 +27,9 @@ from cvkd.engine.objective import (
     set_learning_rate,
     trainable_streams,
 )
-from cvkd.engine.runs import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir
+from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir
 from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 from cvkd.errors import CheckpointError, ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json, atomic_write_text, remove_leftovers
 from cvkd.models.coviar import CoViAR
@@ -57,18 +57,6 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         stop_runtime(runtime)
 
 
-def dataset_split(config: RunConfig, split: str) -> VideoList | None:
-    """The video list of one split of the run's dataset, or None when that split file does not exist."""
-    root = Path(config.data.root)
-    if not config.data.root:
-        raise ConfigError("data.root is not set: give a dataset folder (written by `cvkd synth` or `cvkd prepare`)")
-    if not (root / "classes.txt").is_file():
-        raise DatasetError(f"{root}: not a cvkd dataset folder (no classes.txt); see `cvkd prepare` / `cvkd synth`")
-    if not (root / f"{split}.csv").is_file():
-        return None
-    return VideoList.cvkd_dataset(root, split)
-
-
 class _Trainer:
     """The state of one run while it trains."""
 
@@ -77,11 +65,11 @@ class _Trainer:
         self.runtime = runtime
         self.progress = progress and runtime.is_main
         self.out = run_dir(config)
-        train_list = dataset_split(config, config.data.train_split)
+        train_list = dataset_split(config.data.root, config.data.train_split)
         if train_list is None:
             raise DatasetError(f"{config.data.root}: no {config.data.train_split}.csv")
         self.class_names = tuple(train_list.classes)
-        self.val_list = dataset_split(config, config.data.val_split)
+        self.val_list = dataset_split(config.data.root, config.data.val_split)
 
         self.teachers = self._load_teachers()
         seed_everything(config.seed)  # the same seed gives the same initial weights (and strategy parameters)

@@ -19,8 +19,8 @@ import torch
 from cvkd.codec.encode import encode_rgb_frames
 from cvkd.data.lists import VideoList
 from cvkd.data.synthetic import SynthSettings, render_video
-from cvkd.engine.runs import LoadedRun, load_run
-from cvkd.engine.train import dataset_split
+from cvkd.runs.folder import LoadedRun, load_run
+from cvkd.data.folder import dataset_split
 from cvkd.errors import CvkdError
 from cvkd.fileio import atomic_path
 from cvkd.inference.inputs import batch_inputs, eval_view_dataset
@@ -177,7 +177,7 @@ def check_inputs(loaded: LoadedRun, spec: InferenceSpec, count: int = 3) -> tupl
     config = loaded.config
     for split in dict.fromkeys((config.data.test_split, config.data.val_split, config.data.train_split)):
         try:
-            video_list = dataset_split(config, split)
+            video_list = dataset_split(config.data.root, split)
             if video_list is None or not len(video_list):
                 continue
             chosen = np.unique(np.linspace(0, len(video_list) - 1, count).round().astype(int)).tolist()

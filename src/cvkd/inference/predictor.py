@@ -11,7 +11,7 @@ import av
 import numpy as np
 import torch
 
-from cvkd.engine.runs import load_run
+from cvkd.runs.folder import load_run
 from cvkd.engine.runtime import select_device
 from cvkd.errors import CvkdError, VideoError
 from cvkd.inference.inputs import video_inputs

@@ -12,7 +12,7 @@ from cvkd import __version__
 from cvkd.codec.encode import EncodeSettings
 from cvkd.data.lists import PREPARE_REPORT_FILE as PREPARE_REPORT
 from cvkd.data.synthetic import MANIFEST as SYNTH_MANIFEST
-from cvkd.engine.runs import LoadedRun
+from cvkd.runs.folder import LoadedRun
 from cvkd.errors import CvkdError, DatasetError
 
 METADATA_FORMAT = "cvkd-onnx-1"

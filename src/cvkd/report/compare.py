@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from cvkd.engine.protocol import CachedEvaluation, Protocol, cached_evaluation
-from cvkd.engine.runs import LoadedRun, load_run
+from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, select_device
 from cvkd.errors import DatasetError
 from cvkd.report.composed_teacher import ComposedTeacher, compose_teacher, composed_metrics

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from cvkd.engine.fusion import fuse
-from cvkd.engine.metrics import Metrics, summarize
+from cvkd.scores.fusion import fuse
+from cvkd.scores.metrics import Metrics, summarize
 from cvkd.engine.protocol import CachedEvaluation
-from cvkd.engine.runs import LoadedRun
+from cvkd.runs.folder import LoadedRun
 from cvkd.errors import ConfigError, DatasetError
 from cvkd.models.coviar import CoViAR
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,6 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cvkd.fileio import atomic_path
+from cvkd.modalities import FUSED
+
+if TYPE_CHECKING:
+    from cvkd.engine.protocol import EvaluationReport
 
 NAMED_TICKS_MAX_CLASSES = 30  # above this many classes the axes show class indices instead of names
 ANNOTATED_CELLS_MAX_CLASSES = 12  # up to this many classes every cell shows its value
@@ -84,6 +88,15 @@ def plot_confusion(
     axes.set_title(title)
     return save_figure(figure, path)
 
+
+
+def plot_evaluation_confusion(report: "EvaluationReport", path: str | os.PathLike) -> Path:
+    """The fused model's confusion matrix of one evaluation (`cvkd test --plots`)."""
+    from cvkd.scores.metrics import confusion_matrix, predictions
+
+    fused = report.scores[FUSED]
+    matrix = confusion_matrix(predictions(fused.scores), fused.labels, len(report.class_names))
+    return plot_confusion(matrix, report.class_names, path, title=report.title)
 
 def _numeric(value: Any) -> float | None:
     """`value` as a finite float, or None for anything else (missing, text, NaN, booleans)."""

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from cvkd.config import config_to_dict
-from cvkd.distill.teachers import split_spec
-from cvkd.engine.runs import SUMMARY_FILE
-from cvkd.engine.schema import RunConfig
+from cvkd.engine.teachers import split_spec
+from cvkd.runs.folder import SUMMARY_FILE
+from cvkd.runs.schema import RunConfig
 from cvkd.models.registry import MODALITIES
 
 T = TypeVar("T")

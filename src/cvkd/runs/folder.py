@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from cvkd.config import config_from_dict
-from cvkd.engine.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
+from cvkd.runs.schema import RunConfig
 from cvkd.errors import CheckpointError, CvkdError
 from cvkd.models.coviar import CoViAR, build_coviar
 

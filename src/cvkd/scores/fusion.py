@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cvkd.engine.metrics import top_k_accuracy
-from cvkd.engine.scores import ScoreSet
+from cvkd.scores.metrics import top_k_accuracy
+from cvkd.scores.files import ScoreSet
 from cvkd.errors import CvkdError
 
 COVIAR_WEIGHTS = (2.0, 1.0, 1.0)

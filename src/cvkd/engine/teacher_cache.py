@@ -11,8 +11,8 @@ import torch
 from tqdm import tqdm
 
 from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_epoch
-from cvkd.distill.teachers import TeacherSet
-from cvkd.engine.checkpoint import save_tensors_atomic
+from cvkd.engine.teachers import TeacherSet
+from cvkd.runs.checkpoint import save_tensors_atomic
 from cvkd.engine.evaluate import move_sample
 from cvkd.errors import CheckpointError
 

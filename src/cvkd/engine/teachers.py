@@ -10,10 +10,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from cvkd.engine.runs import LoadedRun, file_digest, load_run
+from cvkd.runs.folder import LoadedRun, file_digest, load_run
 from cvkd.errors import ConfigError
 
-FUSED = "fused"
+from cvkd.modalities import FUSED
 _PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

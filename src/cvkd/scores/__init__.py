@@ -1,0 +1,1 @@
+"""Score files (cvkd's and CoViAR's), accuracy metrics, late fusion and paired statistics."""
