@@ -26,6 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--videos-per-class", type=int, default=DEFAULT_VIDEOS_PER_CLASS,
                         help="videos per class, split 60/20/20 into train/val/test "
                         f"(default {DEFAULT_VIDEOS_PER_CLASS})")
+    parser.add_argument("--val-per-class", type=int, default=None, metavar="N",
+                        help="validation videos per class (default: 20 %% of --videos-per-class)")
+    parser.add_argument("--test-per-class", type=int, default=None, metavar="N",
+                        help="test videos per class, the last indices (default: 20 %% of --videos-per-class)")
     parser.add_argument("--size", default="x".join(map(str, DEFAULT_SIZE)),
                         help="frame size WIDTHxHEIGHT, multiples of 16 (default %(default)s)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     summary = generate_synthetic(
         args.out, classes=args.classes, videos_per_class=args.videos_per_class, size=size, frames=args.frames,
         seed=args.seed, workers=args.workers, force=args.force, progress=not args.quiet, q=args.q,
+        val_per_class=args.val_per_class, test_per_class=args.test_per_class,
     )
     splits = ", ".join(f"{count} {split}" for split, count in summary.split_sizes.items())
     print(f"{summary.out}: {len(summary.class_names)} classes, {summary.videos_written} videos written, "

@@ -65,6 +65,8 @@ class SynthSettings:
     frames: int = DEFAULT_FRAMES
     seed: int = DEFAULT_SEED
     q: int = DEFAULT_Q
+    val_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
+    test_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
 
     def __post_init__(self) -> None:
         checks = (
@@ -76,10 +78,23 @@ class SynthSettings:
             ("frames", self.frames >= 1, f"must be >= 1, got {self.frames}"),
             ("seed", self.seed >= 0, f"must be >= 0, got {self.seed}"),
             ("q", 1 <= self.q <= 31, f"must be 1..31 (MPEG-4 quantiser), got {self.q}"),
+            ("val_per_class", self.val_per_class is None or self.val_per_class >= 0,
+             f"must be >= 0, got {self.val_per_class}"),
+            ("test_per_class", self.test_per_class is None or self.test_per_class >= 0,
+             f"must be >= 0, got {self.test_per_class}"),
+            ("videos_per_class", self.split_sizes()["train"] >= 0,
+             f"{self.videos_per_class} cannot hold {self.val_per_class} val and {self.test_per_class} test videos"),
         )
         for key, valid, problem in checks:
             if not valid:
                 raise ConfigError(f"synth {key}: {problem}")
+
+    def split_sizes(self) -> dict[str, int]:
+        """Videos per class in train, val and test: the held-out counts given, or 20 % each (rounded half up)."""
+        default = int(self.videos_per_class * HELD_OUT_FRACTION + 0.5)
+        val = default if self.val_per_class is None else self.val_per_class
+        test = default if self.test_per_class is None else self.test_per_class
+        return {"train": self.videos_per_class - val - test, "val": val, "test": test}
 
     @property
     def specs(self) -> tuple[ClassSpec, ...]:
@@ -91,7 +106,7 @@ class SynthSettings:
         return {
             "classes": self.classes, "videos_per_class": self.videos_per_class, "width": self.size[0],
             "height": self.size[1], "frames": self.frames, "seed": self.seed, "q": self.q, "gop": GOP, "fps": FPS,
-            "renderer_version": RENDERER_VERSION,
+            "renderer_version": RENDERER_VERSION, "split_per_class": self.split_sizes(),
         }
 
 
@@ -121,15 +136,9 @@ def video_relpath(class_name: str, video_index: int) -> str:
     return f"videos/{class_name}/{class_name}_{video_index:03d}.mp4"
 
 
-def split_sizes(videos_per_class: int) -> dict[str, int]:
-    """How many videos of each class go to train, val and test (20 % each held out, rounded half up)."""
-    held_out = int(videos_per_class * HELD_OUT_FRACTION + 0.5)
-    return {"train": videos_per_class - 2 * held_out, "val": held_out, "test": held_out}
-
-
-def split_of(video_index: int, videos_per_class: int) -> str:
+def split_of(video_index: int, settings: SynthSettings) -> str:
     """The split of a video: the first indices train, the next val, the last test."""
-    sizes = split_sizes(videos_per_class)
+    sizes = settings.split_sizes()
     if video_index < sizes["train"]:
         return "train"
     return "val" if video_index < sizes["train"] + sizes["val"] else "test"
@@ -178,7 +187,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
 
 
 def _manifest(settings: SynthSettings) -> dict[str, Any]:
-    sizes = split_sizes(settings.videos_per_class)
+    sizes = settings.split_sizes()
     return {
         "generator": "cvkd synth",
         "settings": settings.as_json(),
@@ -233,7 +242,7 @@ def _write_lists(out: Path, settings: SynthSettings) -> None:
     rows: dict[str, list[str]] = {split: [] for split in SPLITS}
     for label, name in enumerate(names):
         for index in range(settings.videos_per_class):
-            rows[split_of(index, settings.videos_per_class)].append(f"{video_relpath(name, index)},{label}\n")
+            rows[split_of(index, settings)].append(f"{video_relpath(name, index)},{label}\n")
     for split in SPLITS:
         atomic_write_text(out / f"{split}.csv", "path,label\n" + "".join(rows[split]))
 
@@ -259,10 +268,12 @@ def generate_synthetic(
     force: bool = False,
     progress: bool = True,
     q: int = DEFAULT_Q,
+    val_per_class: int | None = None,
+    test_per_class: int | None = None,
 ) -> SynthSummary:
     """Generate the benchmark under `out` (size is (width, height)); existing videos are kept unless `force`."""
     started = time.perf_counter()
-    settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q)
+    settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q, val_per_class, test_per_class)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"synth workers: must be >= 1, got {workers}")
@@ -275,7 +286,7 @@ def generate_synthetic(
     _run_jobs(todo, workers, progress)
     _write_lists(out, settings)
     write_contact_sheet(out / CONTACT_SHEET, settings)
-    sizes = split_sizes(settings.videos_per_class)
+    sizes = settings.split_sizes()
     return SynthSummary(
         out=out, class_names=tuple(spec.name for spec in settings.specs), videos_written=len(todo),
         videos_skipped=len(jobs) - len(todo), split_sizes={split: n * settings.classes for split, n in sizes.items()},

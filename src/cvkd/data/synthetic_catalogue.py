@@ -63,6 +63,11 @@ CLASS_CATALOGUE: tuple[ClassSpec, ...] = (
     ClassSpec("disc_sway", "disc", "a disc sways left and right", sway=(6.0, 10.0)),
     ClassSpec("square_up_blink", "square", "a square moves up and blinks", direction=90.0, speed=_TRANSLATE,
               blink=_BLINK),
+    # Fine-grained pairs: the same cue as an earlier class at a smaller magnitude (speed, spin, blink, growth).
+    ClassSpec("disc_up_slow", "disc", "a disc moves up slowly", direction=90.0, speed=(0.45, 0.75)),
+    ClassSpec("triangle_spin_slow", "triangle", "a drifting triangle spins slowly", spin=(2.0, 3.5)),
+    ClassSpec("ring_blink_faint", "ring", "a drifting ring blinks faintly", blink=(0.12, 0.2)),
+    ClassSpec("bar_grow_slow", "bar", "a drifting bar grows slowly", zoom=(0.006, 0.01)),
 )
 
 DEFAULT_CLASSES = 8
