@@ -1,4 +1,4 @@
-"""AE-KD: the minimum-norm solver against closed forms and brute force, and the strategy end to end."""
+"""AE-KD: the authors' weights (batch-mean gradients, box C) against a brute-force search, and the strategy end to end."""
 
 from __future__ import annotations
 
@@ -7,88 +7,119 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from distill.distill_reference import LABELS, STUDENT, TEACHERS, assert_close, kl, softmax, tensor
+from distill.distill_reference import assert_close, kl, softmax
 
 from cvkd.distill import create_strategy
-from cvkd.distill.aekd import distillation_gradients, min_norm_weights
+from cvkd.distill.aekd import aekd_weights, batch_mean_gradients, min_norm_weights
+from cvkd.errors import ConfigError
 
 
-def two_teacher_closed_form(g1: np.ndarray, g2: np.ndarray) -> float:
-    """w1 = clip(((g2 - g1) . g2) / ||g1 - g2||^2, 0, 1)."""
-    return float(np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0.0, 1.0))
+def brute_force_weights(gradients: np.ndarray, max_weight: float) -> np.ndarray:
+    """argmin ||w @ g||^2 over the 3-simplex with w_k <= max_weight: a grid search, zoomed in around the best point.
+
+    The objective is convex, so each finer grid centred on the previous best keeps the optimum inside it.
+    """
+    gram = gradients @ gradients.T
+
+    def best_on(centre: np.ndarray, span: float, steps: int) -> np.ndarray:
+        i, j = np.meshgrid(np.arange(-steps, steps + 1), np.arange(-steps, steps + 1))
+        moves = np.stack([i.ravel(), j.ravel(), -(i + j).ravel()], axis=1)
+        points = centre + span * moves / steps
+        points = points[(points.min(axis=1) >= 0) & (points.max(axis=1) <= max_weight)]
+        return points[np.einsum("nk,kj,nj->n", points, gram, points).argmin()]
+
+    w = best_on(np.full(3, 1 / 3), 1.0, 300)  # the whole (boxed) simplex, step 1/300
+    span = 4 / 300
+    while span > 1e-9:
+        w = best_on(w, span, 8)
+        span /= 4
+    return w
 
 
-@pytest.mark.parametrize(
-    ("g1", "g2"),
-    [
-        ([1.0, 0.0], [0.0, 1.0]),  # orthogonal, equal length: 1/2
-        ([2.0, 0.0], [0.0, 1.0]),  # the shorter gradient gets more weight: 1/5
-        ([1.0, 1.0], [3.0, 3.0]),  # collinear: all weight on the shorter one (clipped at 1)
-        ([1.0, -0.5, 0.25], [-0.3, 0.8, 0.1]),
-    ],
-)
-def test_two_teachers_match_the_closed_form(g1, g2):
-    gradients = np.array([g1, g2])
-    w1 = two_teacher_closed_form(*gradients)
-    assert_close(min_norm_weights(gradients @ gradients.T), [w1, 1 - w1], atol=1e-9)
+def random_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student (16, 10) and three teachers (3, 16, 10) with different sharpness and agreement."""
+    generator = torch.Generator().manual_seed(seed)
+    student = torch.randn(16, 10, generator=generator, dtype=torch.float64)
+    teachers = torch.randn(3, 16, 10, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0])[:, None, None]
+    return student, teachers
 
 
-def test_worked_values():
-    gradients = np.array([[2.0, 0.0], [0.0, 1.0]])
-    assert_close(min_norm_weights(gradients @ gradients.T), [0.2, 0.8], atol=1e-9)
-    collinear = np.array([[1.0, 1.0], [3.0, 3.0]])
-    assert_close(min_norm_weights(collinear @ collinear.T), [1.0, 0.0], atol=1e-9)
+def reference_gradients(student: torch.Tensor, teachers: torch.Tensor, temperature: float) -> np.ndarray:
+    """Batch mean over i of d(mean_i T^2 KL_ik)/dz_s,i = T (p_s,i - p_k,i) / B, by the formula in numpy."""
+    p_s, p_t = softmax(student.numpy(), temperature), softmax(teachers.numpy(), temperature)
+    return (temperature * (p_s - p_t) / student.shape[0]).mean(axis=1)
 
 
-def brute_force(gradients: np.ndarray, max_weight: float = 1.0, steps: int = 200) -> float:
-    """Smallest ||sum w_k g_k||^2 over a grid on the (capped) 3-simplex."""
-    best = np.inf
-    for i, j in itertools.product(range(steps + 1), repeat=2):
-        w = np.array([i, j, steps - i - j]) / steps
-        if w[2] < 0 or w.max() > max_weight + 1e-12:
-            continue
-        best = min(best, float(np.sum((w @ gradients) ** 2)))
-    return best
+def test_batch_mean_gradients_match_autograd():
+    student, teachers = random_batch(1)
+    for k, teacher in enumerate(teachers):
+        z = student.clone().requires_grad_(True)
+        loss = 16.0 * (torch.softmax(teacher / 4, 1) * (torch.log_softmax(teacher / 4, 1) - torch.log_softmax(z / 4, 1))).sum(1).mean()
+        (grad,) = torch.autograd.grad(loss, z)
+        assert_close(batch_mean_gradients(teachers, student, 4.0)[k], grad.mean(0).numpy(), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("max_weight", [1.0, 0.4])
-def test_three_teachers_reach_the_minimum_norm(max_weight):
-    gradients = np.array([[1.0, 0.2, -0.3, 0.0], [-0.5, 1.0, 0.4, 0.2], [0.1, -0.8, 0.9, -0.4]])
-    weights = min_norm_weights(gradients @ gradients.T, max_weight)
-    assert_close(weights.sum(), 1.0, atol=1e-12)
-    assert weights.min() >= 0 and weights.max() <= max_weight + 1e-12
-    norm = float(np.sum((weights @ gradients) ** 2))
-    assert norm <= brute_force(gradients, max_weight) + 1e-12
-    assert norm <= brute_force(gradients, max_weight) * 1.01 + 1e-9
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("max_weight", [0.6, 1.0, 0.4])
+def test_weights_equal_the_brute_force_minimum_norm_point(seed, max_weight):
+    student, teachers = random_batch(seed)
+    gradients = reference_gradients(student, teachers, 4.0)
+    expected = brute_force_weights(gradients, max_weight)
+    weights = create_strategy("aekd", 3, max_weight=max_weight).teacher_weights(_inputs(student, teachers))
+    assert_close(weights.double(), expected, rtol=0, atol=1e-6)
 
 
-def test_ceiling_on_two_teachers():
-    gradients = np.array([[2.0, 0.0], [0.0, 1.0]])  # unconstrained optimum [0.2, 0.8]
-    assert_close(min_norm_weights(gradients @ gradients.T, max_weight=0.6), [0.4, 0.6], atol=1e-9)
+def test_default_tolerance_caps_a_dominant_teacher():
+    student, teachers = random_batch(0)
+    gradients = reference_gradients(student, teachers, 4.0)
+    free = brute_force_weights(gradients, 1.0)
+    capped = create_strategy("aekd", 3).teacher_weights(_inputs(student, teachers)).double().numpy()
+    assert create_strategy("aekd", 3).max_weight == 0.6
+    assert capped.max() <= 0.6 + 1e-9 and capped.sum() == pytest.approx(1.0)
+    if free.max() > 0.6:  # the cap binds: the unconstrained optimum differs
+        assert capped.max() == pytest.approx(0.6, abs=1e-6)
 
 
-def test_analytic_gradient_matches_autograd():
-    temperature = 3.0
-    for teacher in TEACHERS:
-        student = tensor(STUDENT, requires_grad=True)
-        log_p_s = torch.log_softmax(student / temperature, dim=1)
-        p_t = torch.softmax(tensor(teacher) / temperature, dim=1)
-        loss = temperature**2 * (p_t * (torch.log(p_t) - log_p_s)).sum(dim=1).mean()
-        (autograd,) = torch.autograd.grad(loss, student)
-        analytic = distillation_gradients(tensor([teacher]), tensor(STUDENT), temperature)[0]
-        assert_close(analytic, autograd.flatten().numpy())
+def test_normalised_gradients_back_transform():
+    student, teachers = random_batch(2)
+    gradients = reference_gradients(student, teachers, 4.0)
+    norms = np.linalg.norm(gradients, axis=1)
+    unit_weights = brute_force_weights(gradients / norms[:, None], 0.6)
+    expected = (unit_weights / norms) / (unit_weights / norms).sum()
+    strategy = create_strategy("aekd", 3, normalise_gradients=True)
+    assert_close(strategy.teacher_weights(_inputs(student, teachers)).double(), expected, rtol=0, atol=1e-5)
 
 
-def test_strategy_weights_and_loss():
-    temperature = 2.0
-    teachers = TEACHERS[:2]
-    p_s, p_t = softmax(STUDENT, temperature), softmax(teachers, temperature)
-    g1, g2 = (temperature * (p_s - p).reshape(-1) / len(STUDENT) for p in p_t)
-    w1 = two_teacher_closed_form(g1, g2)
-    kl_batch = kl(p_t, p_s).mean(axis=1)
-    soft = temperature**2 * (w1 * kl_batch[0] + (1 - w1) * kl_batch[1])
-    strategy = create_strategy("aekd", 2, temperature=temperature, alpha=0.0)
-    out = strategy(tensor(STUDENT), tensor(teachers), torch.tensor(LABELS))
-    assert_close(out.teacher_weights, [w1, 1 - w1])
-    assert_close(out.loss, soft)
-    assert 0.0 < w1 < 1.0
+def test_two_teachers_closed_form_and_box():
+    g = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # unconstrained optimum [0.2, 0.8]
+    assert_close(min_norm_weights(g @ g.T, 1.0), [0.2, 0.8], atol=1e-12)
+    assert_close(min_norm_weights(g @ g.T, 0.6), [0.4, 0.6], atol=1e-12)
+    collinear = torch.tensor([[1.0, 1.0], [3.0, 3.0]], dtype=torch.float64)
+    assert_close(min_norm_weights(collinear @ collinear.T, 1.0), [1.0, 0.0], atol=1e-12)
+    assert_close(aekd_weights(collinear, 1.0, normalise_gradients=True), [0.75, 0.25], atol=1e-12)  # 1/1 : 1/3
+
+
+def test_infeasible_box_is_refused():
+    with pytest.raises(ConfigError, match="'aekd'.*max_weight"):
+        create_strategy("aekd", 3, max_weight=0.3)
+    with pytest.raises(ConfigError, match="'aekd'"):
+        create_strategy("aekd", 1)  # default C = 0.6 < 1/1
+    assert create_strategy("aekd", 1, max_weight=1.0).max_weight == 1.0
+
+
+def test_loss_is_the_weighted_sum_of_teacher_kls():
+    student, teachers = random_batch(0)
+    gradients = reference_gradients(student, teachers, 4.0)
+    w = brute_force_weights(gradients, 0.6)
+    kls = kl(softmax(teachers.numpy(), 4.0), softmax(student.numpy(), 4.0)).mean(axis=1)
+    labels = torch.zeros(16, dtype=torch.long)
+    out = create_strategy("aekd", 3, alpha=0.0)(student.float(), teachers.float(), labels)
+    assert_close(out.loss, 16.0 * float(w @ kls), rtol=1e-5)
+    assert_close(out.teacher_weights, w, atol=1e-5)
+
+
+def _inputs(student: torch.Tensor, teachers: torch.Tensor):
+    from cvkd.distill.base import DistillInputs
+
+    labels = torch.zeros(student.shape[0], dtype=torch.long)
+    return DistillInputs(student, teachers, labels, None, None)
