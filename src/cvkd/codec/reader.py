@@ -12,10 +12,12 @@ import av
 import numpy as np
 
 from cvkd.codec.index import VideoIndex, first_video_stream, index_video, open_video
-from cvkd.codec.motion import BlockMotion, MotionTrace, block_motion, residual
+from cvkd.codec.motion import OUTSIDE_RULES, MotionTrace, block_motion, residual
+from cvkd.codec.support import unsupported_reason
 from cvkd.errors import UnsupportedVideoError, VideoError
+from cvkd.modalities import SPECS
 
-REPRESENTATIONS = ("iframe", "rgb", "mv", "residual")
+REPRESENTATIONS = tuple(spec.representation for spec in SPECS.values())
 
 
 @dataclass
@@ -37,16 +39,25 @@ class CompressedVideo:
       - "rgb": uint8 RGB of the frame itself;
       - "mv": int16 motion (x, y) in CoViAR's `dst - src` convention, accumulated back to the I-frame by default;
       - "residual": int16 `frame - I-frame(map(p))` (accumulated) or `frame - previous(p - mv)` (not accumulated).
-    An I-frame has zero motion and zero residual.
+    An I-frame has zero motion and zero residual. Frames are numbered in display order; a GOP runs from an I-frame
+    to the next one in display order.
+
+    B-frames (H.264, MPEG-4 Part 2) are traced both ways: a pixel with a past vector through the map of the previous
+    reference picture (I or P, display order), one with only a future vector through the next reference's map (which
+    leads back to the I-frame); bi-predicted pixels use the past vector. Of several reference pictures (H.264) the
+    nearest one in the vector's direction is assumed. Streams with B-frames give accumulated motion only.
+    `outside` is the rule for a source position outside the frame: "clamp" (default) or "keep" (CoViAR's).
     """
 
-    def __init__(self, path: str | os.PathLike, index: VideoIndex | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, index: VideoIndex | None = None, outside: str = "clamp") -> None:
         self.path = os.fspath(path)
         self.index = index or index_video(self.path)
-        if self.index.has_b_frames:
-            raise UnsupportedVideoError(
-                self.path, "contains B-frames, which CoViAR's representation does not use; re-encode it with `cvkd reencode`"
-            )
+        reason = unsupported_reason(self.index)
+        if reason is not None:
+            raise UnsupportedVideoError(self.path, reason)
+        if outside not in OUTSIDE_RULES:
+            raise ValueError(f"unknown outside-frame rule {outside!r}; choose from {', '.join(OUTSIDE_RULES)}")
+        self.outside = outside
         self._lock = threading.Lock()
         self._container: av.container.InputContainer | None = None
         self._owner_pid = -1
@@ -95,6 +106,10 @@ class CompressedVideo:
         for name in representations:
             if name not in REPRESENTATIONS:
                 raise ValueError(f"unknown representation {name!r}; choose from {', '.join(REPRESENTATIONS)}")
+        if not accumulate and self.index.has_b_frames and {"mv", "residual"} & set(representations):
+            raise UnsupportedVideoError(
+                self.path, "has B-frames: only accumulated motion and residuals are read; re-encode it with `cvkd reencode`"
+            )
         located = [self.gop_of(int(frame)) for frame in frames]
         requests: dict[int, _GopRequest] = defaultdict(_GopRequest)
         for gop, position in located:
@@ -141,22 +156,37 @@ class CompressedVideo:
             rgb_positions.add(0)
         if wanted.get("residual") and not accumulate:
             rgb_positions |= {p - 1 for p in wanted["residual"] if p > 0}
-        rgb, motions = self._decode_frames(gop, request.last_position, rgb_positions, need_motion)
+        last = request.last_position
+        if need_motion and self.index.has_b_frames:
+            last = self._next_reference(gop, last) or last  # a B-frame's future vectors need the next reference
+        rgb, motions = self._decode_frames(gop, last, rgb_positions, need_motion)
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position in wanted.get("rgb", ()):
             out[("rgb", gop, position)] = rgb[position]
         for position in wanted.get("iframe", ()):
             out[("iframe", gop, position)] = rgb[0]
-        if need_motion:
+        if need_motion and self.index.has_b_frames:
+            out.update(self._trace_two_way(gop, wanted, rgb, motions))
+        elif need_motion:
             out.update(self._trace_outputs(gop, wanted, rgb, motions, accumulate))
         return out
 
+    def _picture_types(self, gop: int) -> str:
+        """Picture types of GOP `gop`'s frames, display order."""
+        start = self.index.gop_starts[gop]
+        return self.index.pict_types[start : start + self.index.gop_lengths[gop]]
+
+    def _next_reference(self, gop: int, position: int) -> int | None:
+        """Position of the first reference picture (not a B-frame) after `position` in the GOP, if any."""
+        types = self._picture_types(gop)
+        return next((p for p in range(position + 1, len(types)) if types[p] != "B"), None)
+
     def _decode_frames(
         self, gop: int, last: int, rgb_positions: set[int], need_motion: bool
-    ) -> tuple[dict[int, np.ndarray], list[BlockMotion]]:
-        """Decode the GOP up to `last`: RGB of `rgb_positions`, and the moving blocks of every frame if asked."""
+    ) -> tuple[dict[int, np.ndarray], list[np.ndarray | None]]:
+        """Decode the GOP up to `last`: RGB of `rgb_positions`, and the exported vectors of every frame if asked."""
         rgb: dict[int, np.ndarray] = {}
-        motions: list[BlockMotion] = []
+        motions: list[np.ndarray | None] = []
         for position, frame in enumerate(self._frames_of_gop(gop, last)):
             if (frame.width, frame.height) != (self.width, self.height):
                 self._discard_container()
@@ -166,36 +196,78 @@ class CompressedVideo:
                 )
             if need_motion:
                 vectors = frame.side_data.get("MOTION_VECTORS") if position > 0 else None
-                motions.append(block_motion(vectors.to_ndarray() if vectors is not None else None))
+                motions.append(vectors.to_ndarray() if vectors is not None else None)
             if position in rgb_positions:
                 rgb[position] = self._to_rgb(frame)
         return rgb, motions
 
     def _trace_outputs(
-        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[BlockMotion],
+        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[np.ndarray | None],
         accumulate: bool,
     ) -> dict[tuple[str, int, int], np.ndarray]:
         """Follow the motion frame by frame (all decoding done: the trace stays in cache) and build mv / residual."""
         height, width = self.height, self.width
-        if self._trace is None:
-            self._trace = MotionTrace(height, width)
-        trace = self._trace
-        trace.reset()
+        trace = self._reset_trace()
         prediction = np.empty((height, width, 3), np.uint8) if wanted.get("residual") else None  # only residuals kept
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position, blocks in enumerate(motions):
             if position > 0:
                 if not accumulate:
                     trace.reset()
-                trace.follow(blocks)
-            if position in wanted.get("mv", ()):
-                out[("mv", gop, position)] = trace.motion() if position > 0 else np.zeros((height, width, 2), np.int16)
-            if position in wanted.get("residual", ()):
-                if position == 0:
-                    out[("residual", gop, 0)] = np.zeros((height, width, 3), np.int16)
-                else:
-                    reference = rgb[0] if accumulate else rgb[position - 1]
-                    out[("residual", gop, position)] = residual(rgb[position], trace.warp(reference, prediction))
+                trace.follow(block_motion(blocks))
+            reference = rgb.get(0 if accumulate or position == 0 else position - 1)  # decoded if a residual needs it
+            out.update(self._trace_arrays(gop, position, wanted, rgb, reference, prediction))
+        return out
+
+    def _trace_two_way(
+        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[np.ndarray | None]
+    ) -> dict[tuple[str, int, int], np.ndarray]:
+        """Accumulated mv / residual of a GOP with B-frames: reference pictures first, then each B-frame asked for."""
+        trace = self._reset_trace()
+        types = self._picture_types(gop)[: len(motions)]
+        maps = {0: trace.source.copy()}  # the map of every reference picture, display order
+        for position in range(1, len(motions)):
+            if types[position] != "B":
+                trace.follow(block_motion(motions[position]))
+                maps[position] = trace.source.copy()
+        prediction = np.empty((self.height, self.width, 3), np.uint8) if wanted.get("residual") else None
+        out: dict[tuple[str, int, int], np.ndarray] = {}
+        for position in sorted(set(wanted.get("mv", ())) | set(wanted.get("residual", ()))):
+            if position in maps:
+                np.copyto(trace.source, maps[position])
+            else:
+                previous = maps[max(p for p in maps if p < position)]
+                following = self._next_reference(gop, position)
+                trace.follow_both_ways(
+                    block_motion(motions[position], -1, keep_static=True),
+                    block_motion(motions[position], +1, keep_static=True),
+                    previous,
+                    maps.get(following) if following is not None else None,
+                )
+            out.update(self._trace_arrays(gop, position, wanted, rgb, rgb.get(0), prediction))
+        return out
+
+    def _reset_trace(self) -> MotionTrace:
+        """The reader's reusable trace, back at the identity map."""
+        if self._trace is None:
+            self._trace = MotionTrace(self.height, self.width, self.outside)
+        self._trace.reset()
+        return self._trace
+
+    def _trace_arrays(
+        self, gop: int, position: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray],
+        reference: np.ndarray | None, prediction: np.ndarray | None,
+    ) -> dict[tuple[str, int, int], np.ndarray]:
+        """The mv / residual asked for at `position`, from the trace's current map into `reference`."""
+        height, width = self.height, self.width
+        out: dict[tuple[str, int, int], np.ndarray] = {}
+        if position in wanted.get("mv", ()):
+            out[("mv", gop, position)] = self._trace.motion() if position > 0 else np.zeros((height, width, 2), np.int16)
+        if position in wanted.get("residual", ()):
+            if position == 0:
+                out[("residual", gop, 0)] = np.zeros((height, width, 3), np.int16)
+            else:
+                out[("residual", gop, position)] = residual(rgb[position], self._trace.warp(reference, prediction))
         return out
 
     def _frames_of_gop(self, gop: int, last_position: int) -> Iterator[av.VideoFrame]:

@@ -15,6 +15,7 @@ negates the x channel of the motion.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -23,18 +24,10 @@ import torch.nn.functional as F
 
 from cvkd.data.sampling import Crop, ViewSpec
 
-MODALITIES = ("iframe", "mv", "residual", "rgb")
-CHANNELS = {"iframe": 3, "mv": 2, "residual": 3, "rgb": 3}
-TRAIN_SCALES = {
-    "iframe": (1.0, 0.875, 0.75, 0.66),
-    "mv": (1.0, 0.875, 0.75),
-    "residual": (1.0, 0.875, 0.75),
-    "rgb": (1.0, 0.875, 0.75, 0.66),
-}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIDUAL_STD = IMAGENET_STD
-MV_CLIP = 20.0
+# The constants stay importable from here for the modules and tests that read them (their home is cvkd.modalities).
+from cvkd.modalities import CHANNELS, IMAGENET_MEAN, IMAGENET_STD, MODALITIES, MV_CLIP, RESIDUAL_STD, SPECS  # noqa: F401
+
+TRAIN_SCALES = {name: spec.train_scales for name, spec in SPECS.items()}
 
 
 def check_modality(modality: str) -> None:
@@ -113,16 +106,16 @@ def normalise(images: torch.Tensor, modality: str, inplace: bool = False) -> tor
 
 
 def _value_map(modality: str) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """The module docstring's mapping as one clip and one per-channel affine: clamp(x, low, high) * scale + shift."""
-    if modality == "mv":
-        gain = 127.5 / MV_CLIP  # pixels -> 0..255 units
-        # `v * gain + 128` clipped to 0..255 only bites at the top (128 - 127.5 > 0): clip v to 127 / gain there.
-        return -MV_CLIP, min(MV_CLIP, 127.0 / gain), _channels([gain / 255.0] * 2), _channels([128 / 255.0 - 0.5] * 2)
-    if modality == "residual":  # (x + 128) clipped to 0..255, then (/255 - 0.5) / std
-        scale = [1.0 / (255.0 * s) for s in RESIDUAL_STD]
-        return -128.0, 127.0, _channels(scale), _channels([(128 / 255.0 - 0.5) / s for s in RESIDUAL_STD])
-    scale = [1.0 / (255.0 * s) for s in IMAGENET_STD]  # iframe, rgb: (x / 255 - mean) / std
-    return 0.0, 255.0, _channels(scale), _channels([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
+    """A modality's mapping (cvkd.modalities) as one clip and one per-channel affine: clamp(x, low, high) * scale + shift.
+
+    The 0..255 clip after `x * gain + offset` becomes a clip of x itself, intersected with the spec's raw clip.
+    """
+    spec = SPECS[modality]
+    low, high = spec.raw_clip or (-math.inf, math.inf)
+    low, high = max(low, -spec.offset / spec.gain), min(high, (255.0 - spec.offset) / spec.gain)
+    scale = [spec.gain / (255.0 * s) for s in spec.std]
+    shift = [(spec.offset / 255.0 - m) / s for m, s in zip(spec.mean, spec.std)]
+    return low, high, _channels(scale), _channels(shift)
 
 
 def _channels(values: Sequence[float]) -> torch.Tensor:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import torch
 from torch import nn
 
 from cvkd.errors import ConfigError
+from cvkd.modalities import DEFAULT_FUSION_WEIGHTS, resolve_fusion_weights  # noqa: F401  (re-exported)
 from cvkd.models.streams import StreamNet
 from cvkd.models.weights import Pretrained
 
-DEFAULT_FUSION_WEIGHTS: dict[str, float] = {"iframe": 2.0, "mv": 1.0, "residual": 1.0, "rgb": 2.0}
-"""CoViAR's 2:1:1 late fusion (I-frame : MV : residual); a plain RGB stream counts like an I-frame stream."""
 
 
 class CoViAR(nn.Module):
@@ -56,6 +54,10 @@ class CoViAR(nn.Module):
             raise ValueError(f"expected {expected}, got {len(inputs)}")
         return self.forward(dict(zip(self.modalities, inputs)))
 
+    def sharing_streams(self) -> tuple[str, ...]:
+        """Modalities whose stream shares layers with another stream: none (see SharedTrunkCoViAR)."""
+        return ()
+
     def fuse(self, logits: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted sum of per-stream logits with this model's fusion weights."""
         terms = [self.fusion_weights[key] * logits[key] for key in self.modalities]
@@ -82,19 +84,6 @@ class PositionalCoViAR(nn.Module):
         return self.model.forward_tuple(*inputs)
 
 
-def resolve_fusion_weights(modalities: tuple[str, ...], weights: Mapping[str, float] | None) -> dict[str, float]:
-    """Fusion weight per modality: `weights` must name exactly the streams; None means CoViAR's defaults."""
-    if weights is None:
-        weights = {key: DEFAULT_FUSION_WEIGHTS.get(key, 1.0) for key in modalities}
-    if set(weights) != set(modalities):
-        raise ConfigError(f"fusion weights name {sorted(weights)} but the streams are {list(modalities)}")
-    resolved = {key: float(weights[key]) for key in modalities}
-    bad = {key: value for key, value in resolved.items() if not math.isfinite(value)}
-    if bad:
-        raise ConfigError(f"fusion weights must be finite numbers, got {bad}")
-    return resolved
-
-
 def build_coviar(
     backbones: Mapping[str, str],
     num_classes: int,
@@ -105,7 +94,7 @@ def build_coviar(
     """A CoViAR with one StreamNet per entry of `backbones` (modality -> backbone name).
 
     `pretrained` is one value for every stream or a mapping modality -> value (streams it leaves out start random);
-    `weights` are the fusion weights (default 2:1:1).
+    `weights` override the default fusion weights (2:1:1) of the streams they name.
     """
     if isinstance(pretrained, Mapping):
         unknown = sorted(set(pretrained) - set(backbones))

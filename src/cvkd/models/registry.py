@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cvkd.errors import ConfigError
+from cvkd.modalities import SPECS, STREAMS, ModalitySpec, spec_of
 from cvkd.models.compact import COMPACT_WIDTHS, build_compact
 
 
@@ -20,15 +21,6 @@ class BackboneSpec:
     first_norm: str
     classifier: str
     head_dropout: str | None = None
-
-
-@dataclass(frozen=True)
-class ModalitySpec:
-    """What one input modality looks like to a network: channel count and whether a BatchNorm sees the input first."""
-
-    name: str
-    channels: int
-    input_norm: bool
 
 
 def _resnet(name: str) -> BackboneSpec:
@@ -56,15 +48,8 @@ _BACKBONES: dict[str, BackboneSpec] = {
     )
 }
 
-MODALITIES: tuple[str, ...] = ("iframe", "mv", "residual")
+MODALITIES: tuple[str, ...] = STREAMS
 """The three CoViAR streams, in the fixed order every multi-stream model iterates them."""
-
-_MODALITIES: dict[str, ModalitySpec] = {
-    "iframe": ModalitySpec("iframe", channels=3, input_norm=False),
-    "mv": ModalitySpec("mv", channels=2, input_norm=True),
-    "residual": ModalitySpec("residual", channels=3, input_norm=True),
-    "rgb": ModalitySpec("rgb", channels=3, input_norm=False),
-}
 
 
 def available_backbones() -> list[str]:
@@ -74,7 +59,7 @@ def available_backbones() -> list[str]:
 
 def available_modalities() -> list[str]:
     """Names of every input modality a stream network accepts (the CoViAR three plus the plain-RGB alias)."""
-    return list(_MODALITIES)
+    return list(SPECS)
 
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -87,10 +72,7 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 def modality_spec(name: str) -> ModalitySpec:
     """The spec of modality `name`; ConfigError listing the known modalities if there is none."""
-    try:
-        return _MODALITIES[name]
-    except KeyError:
-        raise ConfigError(f"unknown modality {name!r}; known: {', '.join(available_modalities())}") from None
+    return spec_of(name)
 
 
 def build_backbone(name: str, weights: object | None = None) -> nn.Module:

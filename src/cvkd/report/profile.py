@@ -24,7 +24,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-STREAM_TITLES = {"iframe": "I-frame", "mv": "MV", "residual": "residual"}
+from cvkd.modalities import SPECS, STREAMS
+
+STREAM_TITLES = {stream: SPECS[stream].title for stream in STREAMS}
 
 
 # ---------------------------------------------------------------- one module
@@ -118,7 +120,8 @@ class StreamCosts:
         return self.iframe + self.mv + self.residual
 
 
-STREAMS = tuple(f.name for f in fields(StreamCosts))
+if tuple(f.name for f in fields(StreamCosts)) != STREAMS:  # pragma: no cover - a guard for whoever edits either
+    raise TypeError(f"StreamCosts must have one field per stream of cvkd.modalities.STREAMS {STREAMS}")
 
 
 def macs_per_sample(macs: StreamCosts) -> int:

@@ -13,7 +13,9 @@ from cvkd.config import config_from_dict
 from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import CheckpointError, CvkdError
+from cvkd.modalities import resolve_fusion_weights
 from cvkd.models.coviar import CoViAR, build_coviar
+from cvkd.models.multimodal import check_whole_stream_options, share_trunk
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
@@ -42,16 +44,25 @@ def run_dir(config: RunConfig) -> Path:
 
 
 def build_model(config: RunConfig, num_classes: int, pretrained: bool = True) -> CoViAR:
-    """The network a config describes (random or `model.pretrained` init; `model.init` is applied by the trainer)."""
+    """The network a config describes (random or `model.pretrained` init; `model.init` is applied by the trainer).
+
+    With `model.trunk: shared`, streams that name the same backbone share its trunk (cvkd.models.multimodal).
+    """
     model_cfg = config.model
-    weights = {m: model_cfg.fusion_weights.get(m, 1.0) for m in model_cfg.streams}
-    return build_coviar(
+    weights = resolve_fusion_weights(
+        model_cfg.streams, model_cfg.fusion_weights, key="model.fusion_weights", ignore_absent=True
+    )
+    model = build_coviar(
         dict(model_cfg.streams),
         num_classes,
         pretrained=model_cfg.pretrained if pretrained else None,
         weights=weights,
         dropout=model_cfg.dropout,
     )
+    if model_cfg.trunk == "shared":
+        model = share_trunk(model)
+        check_whole_stream_options(model, model_cfg.frozen, model_cfg.init)
+    return model
 
 
 def load_run(run_or_checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedRun:

@@ -32,9 +32,12 @@ class ModelConfig:
     streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})  # modality -> backbone
     pretrained: str | None = None  # None, "imagenet" or a local torchvision state_dict
     dropout: float = 0.0
-    fusion_weights: dict[str, float] = field(default_factory=lambda: {"iframe": 2.0, "mv": 1.0, "residual": 1.0})
+    fusion_weights: dict[str, float] = field(default_factory=dict)  # stream -> weight; unnamed streams keep 2:1:1
     init: dict[str, str] = field(default_factory=dict)  # modality -> run dir or checkpoint to copy that stream from
     frozen: list[str] = field(default_factory=list)  # streams kept as initialised (e.g. reused teacher streams)
+    # "shared": streams naming the same backbone run one trunk (own stem, norms and classifier each; one small network
+    # that reads every modality when all name one backbone); "separate": one network per stream (CoViAR)
+    trunk: Literal["separate", "shared"] = "separate"
 
 
 @dataclass
@@ -50,6 +53,9 @@ class OptimConfig:
     # "coviar": classifier x1, first conv / input BN x0.1 (MV, residual), rest x0.01 (for ImageNet-initialised nets);
     # "uniform": every layer at lr (for networks trained from scratch, e.g. on the synthetic benchmark offline).
     layer_lr: Literal["coviar", "uniform"] = "coviar"
+    # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
+    # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
+    stream_lr: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
