@@ -93,8 +93,13 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
     """Adam with CoViAR's per-layer learning-rate multipliers; strategy parameters (if any) at the base rate."""
     optim = config.optim
     groups = []
+    placed: set[int] = set()  # a layer several streams share (a shared trunk) joins the first stream's groups only
     for modality in objective.trainable:
         for group in objective.model.streams[modality].param_groups(optim.lr, optim.weight_decay):
+            group["params"] = [p for p in group["params"] if id(p) not in placed]
+            placed.update(id(p) for p in group["params"])
+            if not group["params"]:
+                continue
             if optim.layer_lr == "uniform":
                 group.update(lr=optim.lr, lr_mult=1.0)
             groups.append({**group, "name": f"{modality}.{group['name']}"})

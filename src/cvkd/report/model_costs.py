@@ -4,6 +4,9 @@ MACs are counted on a weightless twin of each stream (same modules on the `meta`
 shapes, so even ResNet-152 costs a fraction of a second to count. Latency is measured on the real model, on the CPU,
 for one sample: batch 1, one segment, i.e. one frame through every stream (B=1, S=1), as in `macs_per_sample`.
 
+A layer several streams share (the shared-trunk student, cvkd.models.multimodal) counts once in the parameters, in
+the first stream that runs it, and in the MACs of every stream pass that runs it.
+
 Stream sets other than CoViAR's three: a stream the model lacks counts 0 in every figure, so the GOP-weighted figure
 (I + (g-1)(MV + R)) / g of an I-frame-only model is I / g (it looks at the I-frames only) and that of an MV-only model
 (g-1) MV / g. Only `iframe`, `mv` and `residual` streams can be accounted for in that way; an `rgb` stream is refused.
@@ -25,7 +28,9 @@ from cvkd.report.profile import (
     STREAMS,
     CostReport,
     LatencyResult,
+    StreamCosts,
     compare_costs,
+    cost_report,
     count_parameters,
     measure_latency,
     profile_streams,
@@ -92,6 +97,18 @@ def meta_twin(stream: nn.Module) -> nn.Module:
     return twin if count_parameters(twin) == count_parameters(stream) else stream
 
 
+def stream_parameters(model: CoViAR) -> StreamCosts:
+    """Parameters per stream, each counted once: a layer several streams share (a shared trunk) counts in the first
+    stream, in `model.modalities` order, that runs it, so the streams sum to the model's own count."""
+    seen: set[int] = set()
+    counts = {}
+    for modality in model.modalities:
+        own = [p for p in model.streams[modality].parameters() if id(p) not in seen]
+        seen.update(id(p) for p in own)
+        counts[modality] = sum(p.numel() for p in own)
+    return StreamCosts(**counts)
+
+
 def frame_shape(stream: nn.Module, crop: int) -> tuple[int, int, int, int]:
     """The shape (1, C, crop, crop) of one frame for `stream`."""
     return (1, int(getattr(stream, "in_channels", 3)), crop, crop)
@@ -122,13 +139,15 @@ def profile_model(
     twins = {m: meta_twin(model.streams[m]) for m in model.modalities}
     shapes = {m: frame_shape(model.streams[m], crop) for m in model.modalities}
     costs = profile_streams(twins, shapes, gop=gop, segments=segments, crops=crops)
+    costs = cost_report(stream_parameters(model), costs.macs, gop=gop, segments=segments, crops=crops)
     timing = None
     if latency:
         if next(model.parameters()).device.type != "cpu":
             raise ConfigError(f"{name}: CPU latency needs the model on the CPU")
         timing = measure_latency(PositionalCoViAR(model), *sample_inputs(model, crop), warmup=warmup, repeats=repeats)
+    shared = set(model.sharing_streams())
     backbones = {m: getattr(model.streams[m], "backbone_name", type(model.streams[m]).__name__)
-                 for m in model.modalities}
+                 + (" (shared trunk)" if m in shared else "") for m in model.modalities}
     return ModelProfile(name, backbones, model.num_classes, crop, costs, timing)
 
 
