@@ -152,9 +152,10 @@ def test_raw_elementary_stream_reads_like_the_container(tmp_path):
         assert np.array_equal(raw.load(frame, "residual"), boxed.load(frame, "residual"))
 
 
-def test_b_frames_are_rejected_with_a_clear_message(tmp_path):
+def test_mpeg4_b_frames_are_refused_with_a_clear_message(tmp_path):
+    """FFmpeg exports zero vectors for MPEG-4 Part 2 B-frames (H.264 B-frames are read: tests/codec/test_h264.py)."""
     path = encode_with_pyav(pan(SIZE, 20, (2, 1)), tmp_path / "b.mp4", gop=12, b_frames=2)
-    with pytest.raises(UnsupportedVideoError, match="B-frames.*cvkd reencode") as caught:
+    with pytest.raises(UnsupportedVideoError, match="mpeg4 B-frames export no usable motion vectors.*cvkd reencode") as caught:
         CompressedVideo(path)
     assert str(path) in str(caught.value)
 

@@ -15,7 +15,7 @@ import av
 from cvkd.errors import CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2  # 2: MPEG-4 Part 2 with B-frames indexed in display order
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
 _VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
 _PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
@@ -33,7 +33,7 @@ class VideoIndex:
     width: int
     height: int
     fps: float
-    pict_types: str  # one letter per frame in decode order: I, P, B or S
+    pict_types: str  # one letter per frame in display order: I, P, B or S
     frame_pts: tuple[int | None, ...]  # packet timestamp of every frame (None in raw streams)
     gop_starts: tuple[int, ...]  # first frame of every GOP (an I-frame)
 
@@ -133,9 +133,9 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         stream = first_video_stream(container, path)
         codec = stream.codec_context.name
         try:
-            if codec == "mpeg4":
-                types, pts = _scan_mpeg4_packets(container, stream)
-            else:
+            types, pts = _scan_mpeg4_packets(container, stream) if codec == "mpeg4" else ([], [])
+            if codec != "mpeg4" or "B" in types:  # packets come in decode order: B-frames need display order
+                container.seek(0)
                 types, pts = _scan_by_decoding(container, stream)
         except av.FFmpegError as error:
             raise VideoError(path, f"corrupt video stream ({_short(error)})") from None

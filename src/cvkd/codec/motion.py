@@ -29,18 +29,21 @@ class BlockMotion:
         return len(self.left)
 
 
-def block_motion(vectors: np.ndarray | None) -> BlockMotion:
-    """The moving past-reference blocks among FFmpeg's exported vectors (`MotionVectors.to_ndarray()`).
+def block_motion(vectors: np.ndarray | None, direction: int = -1, keep_static: bool = False) -> BlockMotion:
+    """The blocks of one reference direction among FFmpeg's exported vectors (`MotionVectors.to_ndarray()`).
 
-    `src_x, src_y, dst_x, dst_y` are block centres in whole pixels; vectors with zero displacement, and
-    future-reference vectors (B-frames, rejected earlier), are dropped.
+    `direction` -1 keeps past-reference vectors (`source < 0`), +1 future-reference ones (B-frames). `src_x, src_y,
+    dst_x, dst_y` are block centres in whole pixels; vectors with zero displacement are dropped unless `keep_static`
+    (a B-frame needs to know which pixels a vector covers, moving or not).
     """
     if vectors is None or not len(vectors):
         empty = np.zeros(0, np.int32)
         return BlockMotion(empty, empty, empty, empty, empty, empty)
     dx = vectors["dst_x"].astype(np.int32) - vectors["src_x"]
     dy = vectors["dst_y"].astype(np.int32) - vectors["src_y"]
-    keep = (vectors["source"] < 0) & ((dx != 0) | (dy != 0))
+    keep = (vectors["source"] < 0) if direction < 0 else (vectors["source"] > 0)
+    if not keep_static:
+        keep &= (dx != 0) | (dy != 0)
     width = vectors["w"][keep].astype(np.int32)
     height = vectors["h"][keep].astype(np.int32)
     return BlockMotion(
@@ -51,6 +54,12 @@ def block_motion(vectors: np.ndarray | None) -> BlockMotion:
         dx=dx[keep],
         dy=dy[keep],
     )
+
+
+def cell_size(*groups: BlockMotion) -> int:
+    """The largest cell size that divides every block's position and size (the grid the blocks can be painted on)."""
+    values = [part for blocks in groups for part in (blocks.width, blocks.height, blocks.left, blocks.top)]
+    return int(np.gcd.reduce(np.concatenate(values))) or 16
 
 
 def _size_groups(blocks: BlockMotion) -> list[tuple[int, int, np.ndarray]]:
@@ -70,9 +79,11 @@ class CellMotion:
     cell: int
 
     @classmethod
-    def paint(cls, blocks: BlockMotion, height: int, width: int) -> "CellMotion":
-        """Paint the moving blocks of a height x width frame; uncovered cells do not move."""
-        cell = int(np.gcd.reduce(np.concatenate([blocks.width, blocks.height, blocks.left, blocks.top])))
+    def paint(cls, blocks: BlockMotion, height: int, width: int, cell: int | None = None) -> "CellMotion":
+        """Paint the blocks of a height x width frame (on `cell`-pixel cells, default the largest that fits them all);
+        uncovered cells do not move."""
+        if cell is None:
+            cell = cell_size(blocks)
         rows, cols = -(-height // cell), -(-width // cell)
         dx = np.zeros((rows, cols), dtype=np.int32)
         dy = np.zeros_like(dx)
@@ -125,13 +136,20 @@ class CellMotion:
         )
 
 
-def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray) -> np.ndarray:
-    """Write `image[clamp(y - dy), clamp(x - dx)]` to `out[y, x]` (a shifted copy whose edges repeat); return `out`."""
+def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray, keep: bool = False) -> np.ndarray:
+    """Write `image[clamp(y - dy), clamp(x - dx)]` to `out[y, x]` (a shifted copy whose edges repeat); return `out`.
+
+    With `keep`, a pixel whose source `(x - dx, y - dy)` leaves the image keeps `image[y, x]` instead (CoViAR's rule).
+    """
     height, width = image.shape
     dx, dy = min(max(dx, 1 - width), width - 1), min(max(dy, 1 - height), height - 1)
     out = out.reshape(height, width)
     top, bottom = max(0, dy), height + min(0, dy)  # rows of `out` that come from inside `image`
     left, right = max(0, dx), width + min(0, dx)
+    if keep:
+        np.copyto(out, image)
+        out[top:bottom, left:right] = image[top - dy : bottom - dy, left - dx : right - dx]
+        return out
     out[top:bottom, left:right] = image[top - dy : bottom - dy, left - dx : right - dx]
     out[:top, left:right] = out[top, left:right]  # repeat the edge rows and columns
     out[bottom:, left:right] = out[bottom - 1, left:right]
@@ -155,16 +173,24 @@ def _block_pattern(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(np.arange(width, dtype=np.int32), height), np.repeat(np.arange(height, dtype=np.int32), width)
 
 
+OUTSIDE_RULES = ("clamp", "keep")
+
+
 class MotionTrace:
     """Where every pixel of the current frame comes from in a reference frame, as flat pixel indices.
 
     Starts as the identity (the reference itself). `follow(blocks)` composes one more frame of motion:
-    `map_t(p) = map_{t-1}(p + (src - dst)_t(p))`, source positions clamped to the frame border (the codec extends
-    edges the same way); pixels of blocks that do not move keep `map_{t-1}(p)`. Blocks are cut at the frame border.
+    `map_t(p) = map_{t-1}(p + (src - dst)_t(p))`; pixels of blocks that do not move keep `map_{t-1}(p)`. Blocks are
+    cut at the frame border. A source position outside the frame is clamped to the border (`outside="clamp"`, the
+    default: the codec extends edges the same way) or, as CoViAR's loader does, leaves the pixel's map unchanged
+    (`outside="keep"`: `map_t(p) = map_{t-1}(p)`, pixel by pixel).
     """
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, outside: str = "clamp") -> None:
+        if outside not in OUTSIDE_RULES:
+            raise ValueError(f"unknown outside-frame rule {outside!r}; choose from {', '.join(OUTSIDE_RULES)}")
         self.height, self.width = height, width
+        self.keep_outside = outside == "keep"
         self._pixels = np.arange(height * width, dtype=np.int32).reshape(height, width)  # read-only identity
         self._pixels.flags.writeable = False
         self.source = self._pixels.ravel().copy()
@@ -199,7 +225,9 @@ class MotionTrace:
 
     def _follow_shifted(self, cells: CellMotion, vector: tuple[int, int], others: np.ndarray) -> None:
         """Most of the frame moves by one vector (a pan): shift the whole map, then redo the `others` cells."""
-        shifted = _shift_with_edges(self.source.reshape(self.height, self.width), *vector, out=self._spare)
+        shifted = _shift_with_edges(
+            self.source.reshape(self.height, self.width), *vector, out=self._spare, keep=self.keep_outside
+        )
         destinations, sources = self._cell_pixels(cells, others)
         shifted.ravel()[destinations] = np.take(self.source, sources)
         self.source, self._spare = self._spare, self.source
@@ -218,8 +246,14 @@ class MotionTrace:
         np.take(self.source, source, mode="clip", out=self._spare)
         self.source, self._spare = self._spare, self.source
 
-    def _cell_pixels(self, cells: CellMotion, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flat indices of the pixels of the `chosen` cells (cut at the border) and of their clamped sources."""
+    def _cell_pixels(
+        self, cells: CellMotion, chosen: np.ndarray, drop_outside: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the pixels of the `chosen` cells (cut at the border) and of their sources.
+
+        A source outside the frame is clamped, or with `keep_outside` is the pixel itself (its map stays); with
+        `drop_outside` too such pixels are left out.
+        """
         size, cols = cells.cell, cells.dx.shape[1]
         cell_y, cell_x = np.divmod(chosen.astype(np.int32), cols)
         left, top = cell_x * size, cell_y * size
@@ -236,13 +270,42 @@ class MotionTrace:
         border = ~inside  # cut by the frame border, or the source leaves it: clamp pixel by pixel
         pixel_x = left[border][:, None] + offset_x
         pixel_y = top[border][:, None] + offset_y
-        source_x = np.clip(pixel_x - dx[border][:, None], 0, self.width - 1)
-        source_y = np.clip(pixel_y - dy[border][:, None], 0, self.height - 1)
+        source_x = pixel_x - dx[border][:, None]
+        source_y = pixel_y - dy[border][:, None]
         kept = (pixel_x < self.width) & (pixel_y < self.height)
+        if self.keep_outside:
+            leaves = (source_x < 0) | (source_x >= self.width) | (source_y < 0) | (source_y >= self.height)
+            if drop_outside:
+                kept &= ~leaves
+            source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
+        else:
+            source_x, source_y = np.clip(source_x, 0, self.width - 1), np.clip(source_y, 0, self.height - 1)
         return (
             np.concatenate([destinations.ravel(), (pixel_y * self.width + pixel_x)[kept]]),
             np.concatenate([sources.ravel(), (source_y * self.width + source_x)[kept]]),
         )
+
+    def follow_both_ways(
+        self, past: BlockMotion, future: BlockMotion, previous: np.ndarray, following: np.ndarray | None
+    ) -> None:
+        """Become the map of a B-picture between two references whose maps are `previous` and `following`.
+
+        `past` and `future` hold the picture's blocks of each direction, static ones included. A pixel with a past
+        vector (bi-predicted ones too: the past vector is preferred) is traced through it into `previous`; a pixel
+        with only a future vector through it into `following` (when None: no later reference in the GOP, the pixel
+        keeps `previous(p)`, as does a pixel no vector covers).
+        """
+        np.copyto(self.source, previous)
+        self.follow(BlockMotion(*(part[(past.dx != 0) | (past.dy != 0)] for part in _parts(past))))
+        if following is None or not len(future):
+            return
+        cell = cell_size(past, future)
+        future_cells = CellMotion.paint(future, self.height, self.width, cell)
+        covered = CellMotion.paint(_marked(future), self.height, self.width, cell).dx.astype(bool)
+        if len(past):
+            covered &= ~CellMotion.paint(_marked(past), self.height, self.width, cell).dx.astype(bool)
+        destinations, sources = self._cell_pixels(future_cells, np.flatnonzero(covered), drop_outside=True)
+        self.source[destinations] = np.take(following, sources)
 
     def motion(self) -> np.ndarray:
         """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
@@ -259,6 +322,15 @@ class MotionTrace:
         if out is not None:
             out = out.reshape(-1, channels)
         return np.take(flat, self.source, axis=0, out=out).reshape(self.height, self.width, channels)
+
+
+def _parts(blocks: BlockMotion) -> tuple[np.ndarray, ...]:
+    return blocks.left, blocks.top, blocks.width, blocks.height, blocks.dx, blocks.dy
+
+
+def _marked(blocks: BlockMotion) -> BlockMotion:
+    """The same blocks with displacement (1, 0): painting them marks the cells they cover."""
+    return BlockMotion(blocks.left, blocks.top, blocks.width, blocks.height, np.ones_like(blocks.dx), blocks.dy * 0)
 
 
 def residual(frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:

@@ -1,0 +1,28 @@
+"""Which codecs the reader reads natively (FFmpeg exports their motion vectors) and how a given file will be read."""
+
+from __future__ import annotations
+
+from cvkd.codec.index import VideoIndex
+
+# Decoders that export block motion vectors with `flags2=+export_mvs` (HEVC, VP9 and AV1 export none). Of these only
+# H.264 exports B-frame vectors: the MPEG-1/2/4 decoders export zero vectors for B-frames (checked on PyAV's FFmpeg).
+MOTION_VECTOR_CODECS = frozenset({"mpeg4", "h264", "mpeg1video", "mpeg2video", "h263"})
+
+
+def unsupported_reason(index: VideoIndex) -> str | None:
+    """One line saying why the reader cannot read `index`'s video natively, or None when it can."""
+    if index.codec not in MOTION_VECTOR_CODECS:
+        return f"codec {index.codec} exports no motion vectors; re-encode it with `cvkd reencode`"
+    if index.codec != "h264" and index.has_b_frames:
+        return f"{index.codec} B-frames export no usable motion vectors (FFmpeg gives zeros); re-encode it with `cvkd reencode`"
+    return None
+
+
+def reading_mode(index: VideoIndex) -> str:
+    """How the reader will read the video: natively (which picture types) or not at all (and what to do)."""
+    reason = unsupported_reason(index)
+    if reason is not None:
+        return f"not natively: {reason}"
+    if index.has_b_frames:
+        return f"natively ({index.codec}, P- and B-frames: B-frames accumulated both ways; accumulated motion only)"
+    return f"natively ({index.codec}, P-frames only)"
