@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cvkd.data.lists import VideoList, hold_out, missing_videos, read_classes, write_dataset
+from cvkd.data.lists import VideoList, hold_out, missing_videos, read_class_order, read_classes, write_dataset
 from cvkd.errors import DatasetError
 
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "YoYo"]
@@ -245,3 +245,34 @@ def test_hold_out_is_deterministic_stratified_and_disjoint(tmp_path):
 def test_labels_must_name_a_class(tmp_path):
     with pytest.raises(DatasetError, match=r"walk/a\.mp4: label 2 out of range 0\.\.1"):
         VideoList(tmp_path, (("walk/a.mp4", 2),), ("run", "walk"))
+
+
+# -- class orders for score files (CoViAR's HMDB-51 data lists number classes in their own order) ------------------
+COVIAR_HMDB_LIST = (
+    "smile/Me_smiling_smile_h_nm_np1_fr_goo_0.avi smile 0\n"
+    "clap/A_clap_u_nm_np1_fr_med_1.avi clap 1\n"
+    "smile/Glory_smile_h_nm_np1_fr_med_5.avi smile 0\n"
+    "brush_hair/Brush_my_hair_h_cm_np1_le_goo_0.avi brush_hair 2\n"
+)
+
+
+@pytest.mark.parametrize("text", [
+    COVIAR_HMDB_LIST,
+    "smile\nclap\nbrush_hair\n",  # classes.txt
+    "1 smile\r\n2 clap\r\n3 brush_hair\r\n",  # classInd.txt
+])
+def test_class_order_is_read_from_coviar_lists_and_class_lists(tmp_path, text):
+    assert read_class_order(write(tmp_path / "order.txt", text)) == ("smile", "clap", "brush_hair")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a/x.avi a 0\nb/y.avi b 0\n", r"order\.txt:2: label 0 is 'b' here but 'a' earlier"),
+    ("a/x.avi a 0\nb/y.avi b 2\n", r"order\.txt: labels must run 0\.\.1, label 1 has no video"),
+    ("a/x.avi a 0\na/y.avi a 1\n", r"order\.txt: class 'a' has two labels"),
+    ("a/x.avi a zero\n", r"order\.txt:1: expected '<Class>/<video> <Class> <label>'"),
+    ("a b c d\n", r"order\.txt:1: expected a class list or CoViAR's"),
+    ("\n", r"order\.txt: no classes listed"),
+])
+def test_bad_class_orders_are_refused_naming_the_line(tmp_path, text, problem):
+    with pytest.raises(DatasetError, match=problem):
+        read_class_order(write(tmp_path / "order.txt", text))

@@ -59,13 +59,16 @@ def test_reordered_files_are_aligned_by_name(three_streams):
 
 
 def test_different_video_sets_are_an_error_naming_both_files(three_streams):
+    # One video replaced and the labels of that position differ too, so matching by position is refused as well.
     other_names = NAMES[:3] + ["x/extra.avi"]
-    other = score_set(MV, "mv", names=other_names, source="b.npz")
+    other = score_set(MV, "mv", names=other_names, labels=LABELS[:3] + [2], source="b.npz")
     with pytest.raises(CvkdError) as caught:
         align([three_streams[0], other])
     message = str(caught.value)
+    assert "\n" not in message
     assert message.startswith("b.npz: 1 video(s) not in i.npz (first: x/extra.avi)")
     assert "1 video(s) of i.npz missing (first: a/v3.avi)" in message
+    assert message.endswith("not matched by position either: labels differ at 1 position(s) (first: position 3)")
 
 
 def test_different_class_counts_are_an_error_naming_both_files(three_streams):

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from coviar_files import write_coviar_scores
 from cvkd.scores.files import ScoreFileError, ScoreSet, load_scores, save_scores
 from cvkd.errors import CvkdError
 
@@ -62,31 +63,17 @@ def test_save_writes_exactly_the_given_path_and_leaves_no_temporary_file(tmp_pat
     assert load_scores(tmp_path / "scores").num_classes == 5
 
 
-def coviar_file(path, logits, labels, names, pairs_as="rows", pickled_labels=False):
-    """Write a score file the way CoViAR's test.py does: an object array of (logits (1, C), label) pairs."""
-    pairs = [(row.reshape(1, -1).astype(np.float32), int(label)) for row, label in zip(logits, labels)]
-    if pairs_as == "rows":  # what np.array makes of a list of (array, int) tuples: shape (N, 2)
-        scores = np.array(pairs, dtype=object)
-        assert scores.shape == (len(pairs), 2)
-    else:  # a 1-D object array holding the tuples themselves
-        scores = np.empty(len(pairs), dtype=object)
-        scores[:] = pairs
-    stored_labels = np.array([np.int64(x) for x in labels], dtype=object) if pickled_labels else list(labels)
-    np.savez(path, scores=scores, labels=stored_labels, names=list(names))
-    return path
-
-
 @pytest.mark.parametrize("pairs_as", ["rows", "tuples"])
-@pytest.mark.parametrize("pickled_labels", [False, True])
-def test_coviar_format_loads_to_an_n_by_c_matrix(tmp_path, pairs_as, pickled_labels):
+@pytest.mark.parametrize("label_type", ["int", "numpy", "tensor"])
+def test_coviar_format_loads_to_an_n_by_c_matrix(tmp_path, pairs_as, label_type):
     logits = np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5
-    path = coviar_file(tmp_path / "mv.npz", logits, [2, 0, 3], NAMES, pairs_as, pickled_labels)
+    path = write_coviar_scores(tmp_path / "mv.npz", logits, [2, 0, 3], NAMES, pairs_as, label_type)
     loaded = load_scores(path)
     assert loaded.scores.shape == (3, 4)
     np.testing.assert_array_equal(loaded.scores, logits)
     assert loaded.labels.tolist() == [2, 0, 3]
     assert loaded.names.tolist() == NAMES
-    assert loaded.class_names is None
+    assert loaded.class_names is None and loaded.stream is None
 
 
 def test_coviar_pairs_must_agree_with_the_labels_array(tmp_path):

@@ -203,6 +203,45 @@ def read_classes(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(classes)
 
 
+def read_class_order(path: str | os.PathLike) -> tuple[str, ...]:
+    """Class names in label order from a class list (`classes.txt`: one name a line; `classInd.txt`: `1 Name`) or
+    from one of CoViAR's data lists (`<Class>/<video>.avi <Class> <0-based label>` lines), which number HMDB-51's
+    classes in their own, non-alphabetical order."""
+    path = Path(path)
+    lines = _read_lines(path)
+    if not lines:
+        raise DatasetError(f"{path}: no classes listed")
+    fields = len(lines[0][1].split())
+    if fields == 1:
+        return read_classes(path)
+    if fields == 2:
+        return _read_ucf101_classes(path)
+    if fields == 3:
+        return _classes_of_coviar_list(path, lines)
+    raise DatasetError(f"{path}:{lines[0][0]}: expected a class list or CoViAR's 'path class label' lines, "
+                       f"got {lines[0][1]!r}")
+
+
+def _classes_of_coviar_list(path: Path, lines: list[tuple[int, str]]) -> tuple[str, ...]:
+    """The label -> class name map a CoViAR data list implies (every label 0..C-1 named once, consistently)."""
+    names: dict[int, str] = {}
+    for line, text in lines:
+        parts = text.split()
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise DatasetError(f"{path}:{line}: expected '<Class>/<video> <Class> <label>', got {text!r}")
+        label, name = int(parts[2]), parts[1]
+        if names.setdefault(label, name) != name:
+            raise DatasetError(f"{path}:{line}: label {label} is {name!r} here but {names[label]!r} earlier")
+    by_name = {name: label for label, name in names.items()}
+    if len(by_name) != len(names):
+        duplicate = next(name for name in by_name if list(names.values()).count(name) > 1)
+        raise DatasetError(f"{path}: class {duplicate!r} has two labels")
+    missing = [label for label in range(len(names)) if label not in names]
+    if missing:
+        raise DatasetError(f"{path}: labels must run 0..{len(names) - 1}, label {missing[0]} has no video")
+    return tuple(names[label] for label in range(len(names)))
+
+
 def write_dataset(
     root: str | os.PathLike, classes: Sequence[str], splits: Mapping[str, Iterable[tuple[str, int]]]
 ) -> None:

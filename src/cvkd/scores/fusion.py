@@ -1,7 +1,8 @@
-"""Late fusion of per-stream score files: alignment by video name, CoViAR's weighted sum, and a small weight search.
+"""Late fusion of per-stream score files: CoViAR's weighted sum and a small weight search (matching: scores.matching).
 
 CoViAR's rule: the fused score of a video is `sum_i w_i * logits_i` on the raw (not softmaxed) per-video logits,
-with w = 2:1:1 for I-frame, motion vector and residual; the prediction is its argmax.
+with w = 2:1:1 for I-frame, motion vector and residual; the prediction is its argmax. Default weights follow each
+file's recorded stream (`default_weights_for`), so their order on the command line does not matter.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from cvkd.scores.metrics import top_k_accuracy
-from cvkd.scores.files import ScoreSet
 from cvkd.errors import CvkdError
+from cvkd.modalities import DEFAULT_FUSION_WEIGHTS
+from cvkd.scores.files import ScoreSet
+from cvkd.scores.matching import align
+from cvkd.scores.metrics import top_k_accuracy
+
+__all__ = ["COVIAR_WEIGHTS", "DEFAULT_GRID", "align", "check_weights", "default_weights", "default_weights_for",
+           "format_weights", "fuse", "search_weights"]
 
 COVIAR_WEIGHTS = (2.0, 1.0, 1.0)
 DEFAULT_GRID = (0.0, 0.5, 1.0, 2.0, 3.0)
@@ -24,6 +30,13 @@ MAX_SEARCH_CANDIDATES = 1_000_000
 def default_weights(count: int) -> tuple[float, ...]:
     """CoViAR's 2:1:1 for three score sets (I-frame, MV, residual), equal weights otherwise."""
     return COVIAR_WEIGHTS if count == 3 else (1.0,) * count
+
+
+def default_weights_for(score_sets: Sequence[ScoreSet]) -> tuple[float, ...]:
+    """Each set's weight from the stream it records (I-frame 2, MV 1, residual 1, RGB 2); by position
+    (`default_weights`) for a set that records none, or records a fusion."""
+    positional = default_weights(len(score_sets))
+    return tuple(DEFAULT_FUSION_WEIGHTS.get(s.stream or "", fallback) for s, fallback in zip(score_sets, positional))
 
 
 def format_weights(weights: Sequence[float]) -> str:
@@ -44,61 +57,6 @@ def check_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
     return weights
 
 
-def align(score_sets: Sequence[ScoreSet]) -> list[ScoreSet]:
-    """The score sets with videos in the order of the first one; CvkdError naming both files if they disagree.
-
-    Sets in the same order pass as they are; the same videos in another order are reordered by name; different
-    videos, different class counts or class names, or different labels for a video are errors.
-    """
-    if not score_sets:
-        raise ValueError("align needs at least one score set")
-    reference = score_sets[0]
-    return [reference] + [_align_to(reference, other) for other in score_sets[1:]]
-
-
-def _align_to(reference: ScoreSet, other: ScoreSet) -> ScoreSet:
-    """`other` reordered to follow `reference`'s videos, after checking that both describe the same ones."""
-    ref_name, other_name = reference.display_name, other.display_name
-    if other.num_classes != reference.num_classes:
-        raise CvkdError(f"{other_name}: {other.num_classes} classes but {ref_name} has {reference.num_classes}")
-    if reference.class_names is not None and other.class_names is not None:
-        differing = [i for i, (a, b) in enumerate(zip(reference.class_names, other.class_names)) if a != b]
-        if differing:
-            i = differing[0]
-            raise CvkdError(f"{other_name}: class names differ from {ref_name} at {len(differing)} place(s) "
-                            f"(first: class {i} is {other.class_names[i]!r}, not {reference.class_names[i]!r})")
-    if not np.array_equal(reference.names, other.names):
-        other = other.take(_order_by_name(reference, other))
-    wrong = np.flatnonzero(other.labels != reference.labels)
-    if wrong.size:
-        i = wrong[0]
-        raise CvkdError(f"{other_name}: labels differ from {ref_name} for {wrong.size} video(s) "
-                        f"(first: {reference.names[i]} is {other.labels[i]}, not {reference.labels[i]})")
-    return other
-
-
-def _order_by_name(reference: ScoreSet, other: ScoreSet) -> np.ndarray:
-    """Indices into `other` that put its videos in `reference`'s order; CvkdError if the video sets differ."""
-    for score_set in (reference, other):
-        names, counts = np.unique(score_set.names, return_counts=True)
-        if (counts > 1).any():
-            name, count = names[counts > 1][0], counts[counts > 1][0]
-            raise CvkdError(f"{score_set.display_name}: video {name} appears {count} times, so it cannot be matched "
-                            f"by name")
-    ref_names, other_names = set(reference.names.tolist()), set(other.names.tolist())
-    extra = [name for name in other.names.tolist() if name not in ref_names]
-    lacking = [name for name in reference.names.tolist() if name not in other_names]
-    problems = []
-    if extra:
-        problems.append(f"{len(extra)} video(s) not in {reference.display_name} (first: {extra[0]})")
-    if lacking:
-        problems.append(f"{len(lacking)} video(s) of {reference.display_name} missing (first: {lacking[0]})")
-    if problems:
-        raise CvkdError(f"{other.display_name}: {'; '.join(problems)}")
-    position = {name: index for index, name in enumerate(other.names.tolist())}
-    return np.array([position[name] for name in reference.names.tolist()], dtype=np.int64)
-
-
 def _stack(aligned: Sequence[ScoreSet]) -> np.ndarray:
     """(S, N, C) float64 scores of aligned score sets."""
     return np.stack([score_set.scores.astype(np.float64) for score_set in aligned])
@@ -109,10 +67,13 @@ def _weighted_sum(stacked: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     return np.tensordot(np.asarray(weights, dtype=np.float64), stacked, axes=1).astype(np.float32)
 
 
-def fuse(score_sets: Sequence[ScoreSet], weights: Sequence[float]) -> ScoreSet:
-    """CoViAR's late fusion: `sum_i weights[i] * scores_i` on the raw logits, after aligning the videos by name."""
+def fuse(
+    score_sets: Sequence[ScoreSet], weights: Sequence[float], class_names: Sequence[str] | None = None
+) -> ScoreSet:
+    """CoViAR's late fusion: `sum_i weights[i] * scores_i` on the raw logits, after matching classes and videos
+    (`align`; `class_names` is the class order of sets that record none)."""
     weights = check_weights(weights, len(score_sets))
-    aligned = align(score_sets)
+    aligned = align(score_sets, class_names)
     reference = aligned[0]
     class_names = next((s.class_names for s in aligned if s.class_names is not None), None)
     return ScoreSet(_weighted_sum(_stack(aligned), weights), reference.labels, reference.names, class_names,
@@ -132,13 +93,13 @@ def _distance_to(weights: Sequence[float], target: Sequence[float]) -> float:
 
 
 def search_weights(
-    score_sets: Sequence[ScoreSet], grid: Sequence[float] = DEFAULT_GRID
+    score_sets: Sequence[ScoreSet], grid: Sequence[float] = DEFAULT_GRID, class_names: Sequence[str] | None = None
 ) -> tuple[tuple[float, ...], float]:
     """The fusion weights with the best top-1 accuracy (percent) over every combination of `grid` values.
 
     Weights that differ by a common factor fuse identically, so each ratio is tried once and returned scaled so
     that its smallest non-zero weight is 1 (e.g. (2.0, 1.0, 1.0)). Ties go to the ratio closest to
-    `default_weights` (2:1:1 for three sets), then to the lexicographically smallest weights.
+    `default_weights_for` (2:1:1 for I-frame, MV, residual), then to the lexicographically smallest weights.
     """
     grid_values = sorted({float(value) for value in grid})
     if not grid_values or not all(math.isfinite(v) and v >= 0 for v in grid_values) or not any(grid_values):
@@ -147,9 +108,9 @@ def search_weights(
     if len(grid_values) ** count > MAX_SEARCH_CANDIDATES:
         raise CvkdError(f"{len(grid_values)} grid values over {count} score files make "
                         f"{len(grid_values) ** count} combinations (limit {MAX_SEARCH_CANDIDATES}): use a smaller grid")
-    aligned = align(score_sets)
+    aligned = align(score_sets, class_names)
     stacked, labels = _stack(aligned), aligned[0].labels
-    target = default_weights(count)
+    target = default_weights_for(aligned)
     best_key: tuple | None = None
     tried: set[tuple[float, ...]] = set()
     for combination in itertools.product(grid_values, repeat=count):
