@@ -16,8 +16,11 @@ def blocks_from(rows: list[tuple[int, int, int, int, int, int]]) -> BlockMotion:
     return BlockMotion(*columns)
 
 
-def reference_trace(frames: list[list[tuple[int, int, int, int, int, int]]]) -> np.ndarray:
-    """map_t(p) = map_{t-1}(clamp(p - d_t(p))), pixel by pixel; returns (H, W, 2) source (x, y)."""
+def reference_trace(frames: list[list[tuple[int, int, int, int, int, int]]], outside: str = "clamp") -> np.ndarray:
+    """map_t(p) = map_{t-1}(clamp(p - d_t(p))), pixel by pixel; returns (H, W, 2) source (x, y).
+
+    With `outside="keep"` (CoViAR's loader) a pixel whose source p - d_t(p) leaves the frame keeps map_{t-1}(p).
+    """
     source = np.stack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT)), axis=-1)  # (H, W, 2) x, y
     for rows in frames:
         displacement = np.zeros((HEIGHT, WIDTH, 2), dtype=int)
@@ -28,8 +31,10 @@ def reference_trace(frames: list[list[tuple[int, int, int, int, int, int]]]) -> 
         new = np.empty_like(source)
         for y in range(HEIGHT):
             for x in range(WIDTH):
-                from_x = min(max(x - displacement[y, x, 0], 0), WIDTH - 1)
-                from_y = min(max(y - displacement[y, x, 1], 0), HEIGHT - 1)
+                from_x, from_y = x - displacement[y, x, 0], y - displacement[y, x, 1]
+                if outside == "keep" and not (0 <= from_x < WIDTH and 0 <= from_y < HEIGHT):
+                    from_x, from_y = x, y
+                from_x, from_y = min(max(from_x, 0), WIDTH - 1), min(max(from_y, 0), HEIGHT - 1)
                 new[y, x] = source[from_y, from_x]
         source = new
     return source
@@ -69,11 +74,12 @@ FAR_PAN = [(left, top, 16, 16, -70, 50) for top in range(0, HEIGHT, 16) for left
     [[FEW], [MANY], [FEW, MANY, FEW], [MANY, MANY, MANY], [PAN], [PAN, FEW, PAN, PAN], [FAR_PAN, PAN], [OUTSIDE]],
     ids=["sparse", "dense", "mixed", "dense3", "pan", "pan-mixed", "far-pan", "outside"],
 )
-def test_trace_matches_the_per_pixel_definition(frames):
-    trace = MotionTrace(HEIGHT, WIDTH)
+@pytest.mark.parametrize("outside", ["clamp", "keep"])
+def test_trace_matches_the_per_pixel_definition(frames, outside):
+    trace = MotionTrace(HEIGHT, WIDTH, outside)
     for rows in frames:
         trace.follow(blocks_from(rows))
-    expected = reference_trace(frames)
+    expected = reference_trace(frames, outside)
     assert np.array_equal(traced_sources(trace), expected)
     pixels = np.stack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT)), axis=-1)
     assert np.array_equal(trace.motion(), (pixels - expected).astype(np.int16))
@@ -97,12 +103,41 @@ def random_pan_frame(rng: np.random.Generator) -> list[tuple[int, int, int, int,
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_pans_match_the_per_pixel_definition(seed):
+@pytest.mark.parametrize("outside", ["clamp", "keep"])
+def test_random_pans_match_the_per_pixel_definition(seed, outside):
     frames = [random_pan_frame(np.random.default_rng([seed, t])) for t in range(4)]
-    trace = MotionTrace(HEIGHT, WIDTH)
+    trace = MotionTrace(HEIGHT, WIDTH, outside)
     for rows in frames:
         trace.follow(blocks_from(rows))
-    assert np.array_equal(traced_sources(trace), reference_trace(frames))
+    assert np.array_equal(traced_sources(trace), reference_trace(frames, outside))
+
+
+def test_b_picture_traces_past_vectors_into_the_previous_map_and_future_only_ones_into_the_next():
+    previous, following = MotionTrace(HEIGHT, WIDTH), MotionTrace(HEIGHT, WIDTH)
+    previous.follow(blocks_from([(0, 0, 16, 16, 1, 0)]))  # references: the I-frame moved by (1, 0) in one block ...
+    following.follow(blocks_from([(16, 0, 16, 16, 0, 2)]))  # ... and by (0, 2) in the next block
+    trace = MotionTrace(HEIGHT, WIDTH)
+    past = blocks_from([(0, 0, 16, 16, 2, 0), (16, 16, 8, 8, 0, 0), (16, 0, 16, 16, 1, 1)])  # last one bi-predicted
+    future = blocks_from([(16, 16, 8, 8, 3, 3), (16, 0, 16, 16, -4, -4), (32, 16, 8, 8, -1, 0), (0, 32, 4, 4, 1, 1)])
+    trace.follow_both_ways(past, future, previous.source.copy(), following.source.copy())
+    got = traced_sources(trace)
+    # Past vector (2, 0) at (5, 5) -> (3, 5) in the previous picture, whose map moved that block by (1, 0): (2, 5).
+    assert tuple(got[5, 5]) == (2, 5)
+    # Bi-predicted (past (1, 1), future (-4, -4)): the past wins; (20, 5) -> (19, 4), unmoved there: (19, 4).
+    assert tuple(got[5, 20]) == (19, 4)
+    # A static past vector beats a moving future one: (18, 18) keeps the previous map, which is the identity there.
+    assert tuple(got[18, 18]) == (18, 18)
+    # Future only: (34, 18) - (-1, 0) = (35, 18) in the next picture, unmoved there: (35, 18).
+    assert tuple(got[18, 34]) == (35, 18)
+    # Future only, 4x4 block: (1, 33) -> (0, 32) in the next picture.
+    assert tuple(got[33, 1]) == (0, 32)
+    # No vector at all: the previous map (identity here).
+    assert tuple(got[38, 50]) == (50, 38)
+    # A future-only pixel lands in the next picture's moved block and follows that picture's map back.
+    only_future = blocks_from([(16, 0, 16, 16, -2, 0)])
+    trace.follow_both_ways(blocks_from([]), only_future, previous.source.copy(), following.source.copy())
+    # (20, 5) - (-2, 0) = (22, 5) in the next picture, whose map moved it by (0, 2): source (22, 3).
+    assert tuple(traced_sources(trace)[5, 20]) == (22, 3)
 
 
 def test_warp_samples_the_reference_at_the_traced_source():

@@ -142,8 +142,11 @@ def _shift_with_edges(image: np.ndarray, dx: int, dy: int, out: np.ndarray, keep
     With `keep`, a pixel whose source `(x - dx, y - dy)` leaves the image keeps `image[y, x]` instead (CoViAR's rule).
     """
     height, width = image.shape
-    dx, dy = min(max(dx, 1 - width), width - 1), min(max(dy, 1 - height), height - 1)
     out = out.reshape(height, width)
+    if keep and (abs(dx) >= width or abs(dy) >= height):  # every source leaves the image
+        np.copyto(out, image)
+        return out
+    dx, dy = min(max(dx, 1 - width), width - 1), min(max(dy, 1 - height), height - 1)
     top, bottom = max(0, dy), height + min(0, dy)  # rows of `out` that come from inside `image`
     left, right = max(0, dx), width + min(0, dx)
     if keep:
