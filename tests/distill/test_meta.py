@@ -10,7 +10,7 @@ from cvkd.distill import create_strategy
 
 
 def test_initial_weights_are_uniform_and_losses_match_numpy():
-    strategy = create_strategy("meta", 3, num_classes=4, temperature=2.0, meta_weight=0.5)
+    strategy = create_strategy("meta_mixture", 3, num_classes=4, temperature=2.0, meta_weight=0.5)
     out = strategy(tensor(STUDENT), tensor(TEACHERS), torch.tensor(LABELS))
     assert_close(out.teacher_weights, [1 / 3] * 3)
     target = softmax(TEACHERS, 2.0).mean(axis=0)
@@ -20,7 +20,7 @@ def test_initial_weights_are_uniform_and_losses_match_numpy():
 
 
 def test_hard_samples_are_those_the_student_gets_wrong():
-    strategy = create_strategy("meta", 3, num_classes=4, meta_samples="hard")
+    strategy = create_strategy("meta_mixture", 3, num_classes=4, meta_samples="hard")
     # the student's argmax is [0, 2, 1] for labels [0, 1, 2]: samples 1 and 2 are wrong
     out = strategy(tensor(STUDENT), tensor(TEACHERS), torch.tensor(LABELS))
     mixture_at_label = softmax(TEACHERS).mean(axis=0)[np.arange(3), LABELS]
@@ -31,13 +31,13 @@ def test_hard_samples_are_those_the_student_gets_wrong():
 
 def test_student_loss_does_not_train_the_weights_and_meta_loss_does_not_train_the_student():
     student = tensor(STUDENT, requires_grad=True)
-    kd_only = create_strategy("meta", 3, num_classes=4, meta_weight=0.0)
+    kd_only = create_strategy("meta_mixture", 3, num_classes=4, meta_weight=0.0)
     kd_only(student, tensor(TEACHERS), torch.tensor(LABELS)).loss.backward()
     assert student.grad.abs().sum() > 0
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in kd_only.parameters())
 
     student.grad = None
-    meta_only = create_strategy("meta", 3, num_classes=4, alpha=0.0, beta=0.0)
+    meta_only = create_strategy("meta_mixture", 3, num_classes=4, alpha=0.0, beta=0.0)
     meta_only(student, tensor(TEACHERS), torch.tensor(LABELS)).loss.backward()
     assert student.grad is None or student.grad.abs().sum() == 0
     assert meta_only.weight_net.layers[-1].bias.grad.abs().sum() > 0
@@ -56,7 +56,7 @@ def toy_batch(generator: torch.Generator, batch: int = 32, classes: int = 5):
 def test_learns_to_trust_the_teacher_that_is_always_right():
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    strategy = create_strategy("meta", 2, num_classes=5, hidden_size=16)
+    strategy = create_strategy("meta_mixture", 2, num_classes=5, hidden_size=16)
     optimizer = torch.optim.Adam(strategy.parameters(), lr=0.05)
     student, teachers, labels = toy_batch(generator)
     assert_close(strategy(student, teachers, labels).teacher_weights, [0.5, 0.5])

@@ -97,8 +97,9 @@ MULTI_TEACHER = {
     "entropy": {},
     "camkd": {},
     "aekd": {},
+    "dkd": {},
     "dkd_entropy": {},
-    "meta": {"num_classes": 4},
+    "meta_mixture": {"num_classes": 4},
 }
 
 

@@ -106,7 +106,7 @@ def test_gradients_reach_only_the_student(distilled, teacher_run) -> None:
         # CA-MKD with its feature term (live teachers): confidence weights sum to 1 per sample.
         ("camkd", "iframe", "", ("distill.params={gamma: 1.0}",), 1.0),
         # learned weights: a softmax over the teachers.
-        ("meta", "iframe", "", (), 1.0),
+        ("meta_mixture", "iframe", "", (), 1.0),
     ],
 )
 def test_each_strategy_runs_an_epoch(
@@ -126,7 +126,7 @@ def test_each_strategy_runs_an_epoch(
     learned = load_checkpoint(result.run_dir / LAST)["strategies"]
     if strategy == "camkd":  # one feature adapter per teacher, trained with the student
         assert any(key.startswith(f"{student}.adapters.2.") for key in learned)
-    if strategy == "meta":
+    if strategy == "meta_mixture":
         assert any(key.startswith(f"{student}.weight_net.") for key in learned)
 
 

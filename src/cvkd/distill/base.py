@@ -20,7 +20,7 @@ class DistillLoss:
     """One step's loss and its detached parts, for the optimiser and the log."""
 
     loss: Tensor
-    """Total loss: alpha*ce + beta*soft + gamma*feature + auxiliary; gradients reach the student and the strategy."""
+    """Total loss: alpha*ce + warm-up*(beta*soft + gamma*feature) + auxiliary; gradients reach student and strategy."""
     ce: Tensor
     """Cross-entropy of the student with the labels (detached, 0-d)."""
     soft: Tensor
@@ -79,7 +79,12 @@ class DistillTerms:
 class DistillStrategy(nn.Module):
     """A way of weighting K teachers: maps student and teacher outputs to a `DistillLoss`.
 
-    `loss = alpha * CE(y, z_s) + beta * soft + gamma * feature (+ the strategy's own auxiliary loss)`.
+    `loss = alpha * CE(y, z_s) + f(epoch) * (beta * soft + gamma * feature) (+ the strategy's own auxiliary loss)`.
+    f is the distillation warm-up: `min((epoch + 1) / warmup_epochs, 1)` for the 0-based epoch given to `set_epoch`
+    (mdistiller's `min(epoch / 20, 1)` with its epochs counted from 1), 1 when `warmup_epochs` is 0 (the default).
+    The trainer calls `set_epoch(epoch)` before each epoch; until then the strategy is at epoch 0.
+    `normalise_soft` asks for matched strength: the soft term of K identical teachers equals the single-teacher one
+    (strategies that weight per-teacher losses renormalise each sample's weights to sum 1 and drop any 1/K).
     Teacher logits and features are detached on entry, so gradients reach only the student and the strategy's own
     parameters (if any: give `strategy.parameters()` to the optimiser too). Logits must be finite.
     Subclasses set `name` (and `supports_features` if they have a feature term) and implement `distill_terms`.
@@ -97,6 +102,8 @@ class DistillStrategy(nn.Module):
         alpha: float = 1.0,
         beta: float = 1.0,
         gamma: float = 0.0,
+        warmup_epochs: int = 0,
+        normalise_soft: bool = False,
     ) -> None:
         super().__init__()
         minimum_teachers = 1 if self.uses_teachers else 0
@@ -109,6 +116,26 @@ class DistillStrategy(nn.Module):
         self.gamma = self.number("gamma", gamma)
         if self.gamma and not self.supports_features:
             raise self.config_error(f"has no feature term, so gamma must be 0 (got {gamma!r})")
+        if not isinstance(warmup_epochs, int) or isinstance(warmup_epochs, bool) or warmup_epochs < 0:
+            raise self.config_error(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
+        if not isinstance(normalise_soft, bool):
+            raise self.config_error(f"normalise_soft must be true or false, got {normalise_soft!r}")
+        self.warmup_epochs = warmup_epochs
+        self.normalise_soft = normalise_soft
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the strategy which epoch (0-based) the next batches belong to; it drives the warm-up."""
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    @property
+    def warmup_factor(self) -> float:
+        """The factor on the distillation terms at the current epoch: min((epoch + 1) / warmup_epochs, 1), or 1."""
+        if not self.warmup_epochs:
+            return 1.0
+        return min((self.epoch + 1) / self.warmup_epochs, 1.0)
 
     @property
     def uses_features(self) -> bool:
@@ -144,7 +171,7 @@ class DistillStrategy(nn.Module):
         ce = F.cross_entropy(student_logits, labels)
         feature = zero if terms.feature is None else terms.feature
         auxiliary = zero if terms.auxiliary is None else terms.auxiliary
-        loss = self.alpha * ce + self.beta * terms.soft + self.gamma * feature + auxiliary
+        loss = self.alpha * ce + self.warmup_factor * (self.beta * terms.soft + self.gamma * feature) + auxiliary
         weights = terms.teacher_weights.detach()
         return DistillLoss(
             loss=loss,
@@ -201,6 +228,12 @@ def _stack_teachers(teacher_logits: TeacherLogits | None) -> Tensor:
     if len(teacher_logits) == 0:
         raise ValueError("teacher logits: got an empty list")
     return torch.stack([logits.detach() for logits in teacher_logits])
+
+
+def normalised_per_sample(weights: Tensor) -> Tensor:
+    """Teacher weights (K, B) or (K,) rescaled so that each sample's weights sum to 1 (a zero column stays zero)."""
+    total = weights.sum(dim=0, keepdim=True)
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def per_sample_weighted_mean(values: Tensor, weights: Tensor) -> Tensor:

@@ -7,7 +7,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from cvkd.distill.base import DistillInputs, DistillStrategy, DistillTerms, per_sample_weighted_mean
+from cvkd.distill.base import (
+    DistillInputs,
+    DistillStrategy,
+    DistillTerms,
+    normalised_per_sample,
+    per_sample_weighted_mean,
+)
 from cvkd.distill.kl import kl_from_log_probs, kl_per_sample, mixture_log_probs, softened_log_probs
 from cvkd.distill.weighting import entropy_weights
 
@@ -25,7 +31,11 @@ class NoDistillation(DistillStrategy):
 
 
 class WeightedLossStrategy(DistillStrategy):
-    """Soft term `scale * mean_i sum_k w_ik D_ik` with D_ik = T^2 KL(p_ik^T || p_is^T); subclasses choose w."""
+    """Soft term `scale * mean_i sum_k w_ik D_ik` with D_ik = T^2 KL(p_ik^T || p_is^T); subclasses choose w.
+
+    With `normalise_soft` each sample's weights are rescaled to sum 1 and the 1/K of `loss_scale_by_teachers` is
+    dropped, so K identical teachers give the single-teacher soft term (the reported weights are the rescaled ones).
+    """
 
     loss_scale_by_teachers: bool = False
     """If True the soft term is divided by K as well (EBKD and CA-MKD normalise by B*K)."""
@@ -41,8 +51,10 @@ class WeightedLossStrategy(DistillStrategy):
     def distill_terms(self, inputs: DistillInputs) -> DistillTerms:
         """Weighted sum of the per-teacher divergences."""
         weights = self.teacher_weights(inputs).detach()
+        if self.normalise_soft:
+            weights = normalised_per_sample(weights)
         soft = per_sample_weighted_mean(self.teacher_divergences(inputs), weights)
-        if self.loss_scale_by_teachers:
+        if self.loss_scale_by_teachers and not self.normalise_soft:
             soft = soft / inputs.num_teachers
         return DistillTerms(soft=soft, teacher_weights=weights)
 
@@ -70,12 +82,13 @@ class HintonKD(AverageLosses):
         alpha: float = 0.5,
         beta: float | None = None,
         gamma: float = 0.0,
+        **schedule: object,
     ) -> None:
         if beta is None:
             beta = 1.0 - self.number("alpha", alpha)
             if beta < 0:
                 raise self.config_error(f"alpha must be <= 1 when beta is not given (beta = 1 - alpha), got {alpha!r}")
-        super().__init__(num_teachers, temperature=temperature, alpha=alpha, beta=beta, gamma=gamma)
+        super().__init__(num_teachers, temperature=temperature, alpha=alpha, beta=beta, gamma=gamma, **schedule)
         if num_teachers != 1:
             raise self.config_error(f"distils exactly one teacher, got {num_teachers} (use a multi-teacher strategy)")
 

@@ -1,4 +1,5 @@
-"""Decoupled KD (Zhao et al., CVPR 2022) with entropy-based teacher weights (as in EBKD)."""
+"""Decoupled KD (Zhao et al., CVPR 2022; code megvii-research/mdistiller) for K teachers: uniform, confidence or
+entropy teacher weights on the per-teacher DKD losses, with DKD's linear warm-up."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import torch
 from torch import Tensor
 
 from cvkd.distill.base import DistillInputs
-from cvkd.distill.basic import EntropyWeighted
-from cvkd.distill.kl import kl_from_log_probs
+from cvkd.distill.basic import EntropyWeighted, WeightedLossStrategy
+from cvkd.distill.kl import cross_entropy_per_sample, kl_from_log_probs
+from cvkd.distill.weighting import confidence_weights
+
+DKD_WARMUP_EPOCHS = 20
+"""mdistiller's DKD.WARMUP on CIFAR-100: the DKD loss grows linearly over the first 20 epochs."""
+DKD_WEIGHTINGS = ("uniform", "confidence")
 
 
 def decoupled_kl(
@@ -39,17 +45,23 @@ def _binary_and_rest_log_probs(scaled_logits: Tensor, labels: Tensor) -> tuple[T
     return binary.log_softmax(dim=-1), rest - rest_logsumexp
 
 
-class DecoupledEntropyWeighted(EntropyWeighted):
-    """DKD per teacher, D_ik = T^2 (alpha_dkd TCKD_ik + beta_dkd NCKD_ik), weighted per sample by EBKD entropy weights.
+class DecoupledLosses(WeightedLossStrategy):
+    """Per-teacher DKD losses D_ik = T^2 (alpha_dkd TCKD_ik + beta_dkd NCKD_ik); subclasses choose the weights.
 
-    soft = sum_{i,k} w_ik D_ik / (B*K). Defaults: T=4, alpha_dkd=1, beta_dkd=8 (the DKD paper's CIFAR-100 values).
-    DKD's linear warm-up of the distillation weight over the first epochs is the trainer's job (schedule `beta`).
+    Defaults follow mdistiller on CIFAR-100: T=4, alpha_dkd=1, beta_dkd=8, warm-up over 20 epochs (the whole DKD term,
+    i.e. beta * soft, is multiplied by min((epoch + 1) / 20, 1) for the trainer's 0-based epoch).
     """
 
-    name = "dkd_entropy"
-
-    def __init__(self, num_teachers: int, *, alpha_dkd: float = 1.0, beta_dkd: float = 8.0, **common: float) -> None:
-        super().__init__(num_teachers, **common)
+    def __init__(
+        self,
+        num_teachers: int,
+        *,
+        alpha_dkd: float = 1.0,
+        beta_dkd: float = 8.0,
+        warmup_epochs: int = DKD_WARMUP_EPOCHS,
+        **common: object,
+    ) -> None:
+        super().__init__(num_teachers, warmup_epochs=warmup_epochs, **common)
         self.alpha_dkd = self.number("alpha_dkd", alpha_dkd)
         self.beta_dkd = self.number("beta_dkd", beta_dkd)
 
@@ -57,3 +69,37 @@ class DecoupledEntropyWeighted(EntropyWeighted):
         """Per-teacher, per-sample DKD losses (K, B)."""
         tckd, nckd = decoupled_kl(inputs.teacher_logits, inputs.student_logits, inputs.labels, self.temperature)
         return self.temperature**2 * (self.alpha_dkd * tckd + self.beta_dkd * nckd)
+
+
+class DecoupledKD(DecoupledLosses):
+    """DKD for K teachers: soft = mean_i sum_k w_ik D_ik; with one teacher it is DKD itself.
+
+    `weighting`: "uniform" (w = 1/K, the default) or "confidence" (CA-MKD's per-sample
+    w_ik = (1 - softmax_k(CE(z_ik, y_i))) / (K-1), summing to 1 without CA-MKD's extra 1/K). Both give the
+    single-teacher DKD term for K identical teachers.
+    """
+
+    name = "dkd"
+
+    def __init__(self, num_teachers: int, *, weighting: str = "uniform", **common: object) -> None:
+        super().__init__(num_teachers, **common)
+        if weighting not in DKD_WEIGHTINGS:
+            raise self.config_error(f"weighting must be one of {', '.join(DKD_WEIGHTINGS)}, got {weighting!r}")
+        self.weighting = weighting
+
+    def teacher_weights(self, inputs: DistillInputs) -> Tensor:
+        """1/K each, or confidence weights (K, B)."""
+        if self.weighting == "confidence":
+            return confidence_weights(cross_entropy_per_sample(inputs.teacher_logits, inputs.labels))
+        logits = inputs.teacher_logits
+        return torch.full((logits.shape[0],), 1.0 / logits.shape[0], dtype=logits.dtype, device=logits.device)
+
+
+class DecoupledEntropyWeighted(DecoupledLosses, EntropyWeighted):
+    """DKD per teacher weighted per sample by EBKD entropy weights: soft = sum_{i,k} w_ik D_ik / (B*K).
+
+    The entropy-based decoupled multi-teacher KD of ISCAS 2024 as far as its formulas are published (its exact
+    formulas were not found): EBKD's weights inside DKD's split, so K identical teachers give (K-1)/K of DKD.
+    """
+
+    name = "dkd_entropy"

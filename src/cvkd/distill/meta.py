@@ -1,4 +1,4 @@
-"""Learned per-sample teacher weights, in the spirit of MMKD (meta-learned multi-teacher KD, ICME 2023)."""
+"""A learned per-sample mixture of the teachers' targets, trained on the same batch (`meta_mixture`; not MMKD)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class TeacherWeightNet(nn.Module):
         return self.layers(features).log_softmax(dim=1).T
 
 
-class MetaWeighted(DistillStrategy):
+class MetaMixture(DistillStrategy):
     """Per-sample teacher weights from a learned MLP; the student distils the weighted mixture of teacher targets.
 
     Weights w_ik = softmax_k(MLP(concat(z_i1..z_iK, z_is))) with all inputs detached. The student's soft term is
@@ -43,15 +43,17 @@ class MetaWeighted(DistillStrategy):
     -log sum_k w_ik p_ik(y_i), averaged over the batch (`meta_samples="all"`) or over the samples the student
     currently gets wrong (`"hard"`; 0 when there are none). It thus learns which teacher to trust on which sample.
 
-    How this differs from MMKD: MMKD trains its weight network by a bilevel look-ahead step (a virtual update of
-    the student with the weighted distillation loss, then the meta-network is updated so that the updated student
-    does well on held-back hard samples, differentiating through the virtual step). Here the weights are
+    This is not MMKD (ICME 2023, code Rorozhl/MMKD), which is not implemented: MMKD's weight network has hidden width
+    (K+1)C/2 (here `hidden_size`, default 64), weights the per-teacher KL losses (here: a KL to the weighted mixture),
+    and is trained by a bilevel look-ahead step (a virtual update of the student with the weighted distillation
+    loss, then the weight network is updated so that the updated student does well on a buffer of hard samples,
+    differentiating through the virtual step). Here the weights are
     trained by a first-order surrogate, the quality of the mixture itself as a predictor of the label, on the same
     batch: cheaper and simpler, but blind to how the student actually learns from the target. `num_classes` is
     required (the MLP's input width); give `strategy.parameters()` to the optimiser.
     """
 
-    name = "meta"
+    name = "meta_mixture"
 
     def __init__(
         self,
@@ -78,7 +80,7 @@ class MetaWeighted(DistillStrategy):
         """KL from the weighted teacher mixture (weights detached) plus the weight network's own loss."""
         student = inputs.student_logits
         if student.shape[1] != self.num_classes:
-            raise ValueError(f"strategy 'meta' was built for {self.num_classes} classes, got {student.shape[1]}")
+            raise ValueError(f"strategy {self.name!r} was built for {self.num_classes} classes, got {student.shape[1]}")
         log_weights = self.weight_net(inputs.teacher_logits, student.detach())
         weights = log_weights.exp()
         target = mixture_log_probs(inputs.teacher_logits, weights.detach(), self.temperature)

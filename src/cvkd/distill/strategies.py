@@ -16,8 +16,8 @@ from cvkd.distill.basic import (
     NoDistillation,
 )
 from cvkd.distill.camkd import ConfidenceAware
-from cvkd.distill.dkd import DecoupledEntropyWeighted
-from cvkd.distill.meta import MetaWeighted
+from cvkd.distill.dkd import DecoupledEntropyWeighted, DecoupledKD
+from cvkd.distill.meta import MetaMixture
 from cvkd.errors import ConfigError
 
 _STRATEGIES: dict[str, type[DistillStrategy]] = {
@@ -31,9 +31,14 @@ _STRATEGIES: dict[str, type[DistillStrategy]] = {
         EntropyWeighted,
         ConfidenceAware,
         AdaptiveEnsemble,
+        DecoupledKD,
         DecoupledEntropyWeighted,
-        MetaWeighted,
+        MetaMixture,
     )
+}
+
+_RETIRED: dict[str, str] = {
+    "meta": "was renamed 'meta_mixture' (a learned per-sample mixture, not MMKD, which is not implemented)",
 }
 
 
@@ -44,6 +49,8 @@ def available_strategies() -> list[str]:
 
 def strategy_class(name: str) -> type[DistillStrategy]:
     """The class registered under `name`; ConfigError listing the known names otherwise."""
+    if isinstance(name, str) and name in _RETIRED:
+        raise ConfigError(f"distillation strategy {name!r} {_RETIRED[name]}")
     try:
         return _STRATEGIES[name]
     except (KeyError, TypeError):
