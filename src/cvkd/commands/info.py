@@ -1,12 +1,16 @@
-"""`cvkd info`: what a video holds (codec, size, frames, GOP table, picture types)."""
+"""`cvkd info`: what a video holds (codec, size, frames, GOP table, picture types) and how the reader will read it."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections import Counter
+from itertools import groupby
 
 from cvkd.codec.index import VideoIndex, index_video
+from cvkd.codec.support import reading_mode
+
+LONG_TYPES = 60  # picture-type strings longer than this are printed run-length encoded
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -15,6 +19,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("videos", nargs="+", metavar="VIDEO")
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")
     return parser
+
+
+def run_length(types: str) -> str:
+    """Picture types as runs, a count after each letter repeated more than once: "IPPPB" -> "I P3 B"."""
+    runs = ((letter, len(list(group))) for letter, group in groupby(types))
+    return " ".join(letter if count == 1 else f"{letter}{count}" for letter, count in runs)
 
 
 def describe(index: VideoIndex) -> str:
@@ -28,8 +38,10 @@ def describe(index: VideoIndex) -> str:
         f"  frames       {index.num_frames}",
         f"  GOPs         {index.num_gops} ({gop_summary} frames)",
         f"  GOP starts   {' '.join(map(str, index.gop_starts))}",
-        f"  B-frames     {'yes: re-encode with `cvkd reencode` before reading' if index.has_b_frames else 'none'}",
-        f"  pict types   {index.pict_types}",
+        f"  B-frames     {'yes' if index.has_b_frames else 'none'}",
+        f"  read         {reading_mode(index)}",
+        f"  pict types   {index.pict_types if len(index.pict_types) <= LONG_TYPES else run_length(index.pict_types)}"
+        f"{'' if len(index.pict_types) <= LONG_TYPES else ' (display order, run-length encoded)'}",
     ]
     return "\n".join(lines)
 
@@ -42,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({
                 "path": index.path, "codec": index.codec, "container": index.container_format,
                 "width": index.width, "height": index.height, "fps": index.fps, "frames": index.num_frames,
-                "gop_starts": list(index.gop_starts), "pict_types": index.pict_types,
+                "gop_starts": list(index.gop_starts), "pict_types": index.pict_types, "read": reading_mode(index),
             }))
         else:
             print(describe(index))
