@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvkd.engine.protocol import Protocol
 from cvkd.errors import ConfigError
-from cvkd.report.compare import CompareSettings, compare_runs
-from cvkd.report.compare_output import format_markdown, write_outputs
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,6 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the comparison, print it as Markdown and write the files."""
+    from cvkd.engine.protocol import Protocol
+    from cvkd.report.compare import CompareSettings, compare_runs
+    from cvkd.report.compare_output import format_markdown, write_outputs
+
     for option in ("segments", "gop", "batch_size"):
         if getattr(args, option) < 1:
             raise ConfigError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")

@@ -6,16 +6,15 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from cvkd.config import load_config
 from cvkd.data.lists import read_classes
-from cvkd.runs.folder import build_model, load_run
-from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
-from cvkd.models.coviar import CoViAR
-from cvkd.report.model_costs import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
+from cvkd.runs.schema import RunConfig
+
+if TYPE_CHECKING:
+    from cvkd.models.coviar import CoViAR
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 FALLBACK_CLASSES = 101  # UCF-101
@@ -27,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "profile",
         help="what a model costs: parameters, GMACs per frame / sample / GOP-weighted frame / video, CPU latency",
         description="Profile a run folder, a checkpoint or a YAML config (built with random weights; model.init is "
-                    f"ignored). Compute is in {UNIT_NOTE}. With --teacher, also print teacher / student ratios.",
+                    "ignored). Compute is counted in multiply-accumulates (MACs). With --teacher, also print teacher / student ratios.",
     )
     parser.add_argument("model", metavar="MODEL", help="run folder, checkpoint (.pt) or YAML config")
     parser.add_argument("--teacher", metavar="MODEL", help="a teacher to compare with (run, checkpoint or config)")
@@ -63,6 +62,10 @@ def config_classes(config: RunConfig) -> int:
 def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
     """The CoViAR a run folder, checkpoint or YAML config names; a config's model gets random weights (on the `meta`
     device, without storage, when `weights` is False: enough for counting)."""
+    import torch
+
+    from cvkd.runs.folder import build_model, load_run
+
     path = Path(source)
     if path.suffix.lower() not in CONFIG_SUFFIXES:
         loaded = load_run(path, "cpu")
@@ -81,6 +84,10 @@ def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
 
 def run(args: argparse.Namespace) -> int:
     """Profile MODEL (and --teacher) and print the figures."""
+    import torch
+
+    from cvkd.report.model_costs import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
+
     for option in ("crop", "gop", "segments", "crops"):
         if getattr(args, option) < 1:
             raise ConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")

@@ -31,7 +31,6 @@ from tqdm import tqdm
 from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
 from cvkd.data.synthetic_catalogue import CLASS_CATALOGUE, DEFAULT_CLASSES, ClassSpec
 from cvkd.data.synthetic_render import Scene, draw_scene, render_clip, sample_scene
-from cvkd.data.synthetic_sheet import SheetRow, save_contact_sheet
 from cvkd.errors import ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json, atomic_write_text
 
@@ -249,6 +248,8 @@ def _write_lists(out: Path, settings: SynthSettings) -> None:
 
 def write_contact_sheet(path: str | os.PathLike, settings: SynthSettings) -> None:
     """Render videos 0 and 1 of every class and save the contact sheet PNG at `path`."""
+    from cvkd.data.synthetic_sheet import SheetRow, save_contact_sheet  # matplotlib only where it draws
+
     rows = []
     for class_index, spec in enumerate(settings.specs):
         scene, clip = render_video(settings, class_index, 0)
