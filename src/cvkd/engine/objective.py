@@ -102,11 +102,25 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
                 continue
             if optim.layer_lr == "uniform":
                 group.update(lr=optim.lr, lr_mult=1.0)
+            scale = stream_lr_scale(config, objective.model, modality)
+            group.update(lr=group["lr"] * scale, lr_mult=group["lr_mult"] * scale)
             groups.append({**group, "name": f"{modality}.{group['name']}"})
     extra = [p for p in objective.strategies.parameters() if p.requires_grad]
     if extra:
         groups.append({"params": extra, "lr": optim.lr, "weight_decay": 0.0, "lr_mult": 1.0, "name": "strategy"})
     return torch.optim.Adam(groups, lr=optim.lr, eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def stream_lr_scale(config: RunConfig, model: CoViAR, modality: str) -> float:
+    """optim.stream_lr[modality] / optim.lr (1 for a stream it does not name); ConfigError on a bad entry."""
+    stream_lr = config.optim.stream_lr
+    unknown = sorted(set(stream_lr) - set(model.modalities))
+    if unknown:
+        raise ConfigError(f"optim.stream_lr names {unknown}, which are not streams of the model {list(model.modalities)}")
+    bad = sorted(m for m, lr in stream_lr.items() if not lr > 0)
+    if bad:
+        raise ConfigError(f"optim.stream_lr: the learning rate of {bad} must be positive")
+    return stream_lr[modality] / config.optim.lr if modality in stream_lr else 1.0
 
 
 def learning_rate_factor(config: RunConfig, epoch: int) -> float:

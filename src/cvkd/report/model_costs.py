@@ -89,7 +89,7 @@ def check_accountable(model: CoViAR) -> None:
 
 def meta_twin(stream: nn.Module) -> nn.Module:
     """A weightless copy of a StreamNet on the `meta` device (same layers and shapes); other modules as they are."""
-    if not isinstance(stream, StreamNet):
+    if not isinstance(stream, StreamNet) or any(p.is_meta for p in stream.parameters()):
         return stream
     dropout = stream.dropout.p if isinstance(stream.dropout, nn.Dropout) else 0.0
     with torch.device("meta"):

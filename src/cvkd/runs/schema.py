@@ -56,6 +56,9 @@ class OptimConfig:
     # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
     # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
     stream_lr: dict[str, float] = field(default_factory=dict)
+    # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
+    # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
+    stream_lr: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
