@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cvkd.demo import DemoSettings, recipe_config, run_demo
+from cvkd.demo import BenchmarkSize, DemoSettings, recipe_config, run_demo
 from cvkd.engine.teachers import split_spec
 from cvkd.errors import ConfigError
 
@@ -19,8 +19,8 @@ class ToyDemo(DemoSettings):
     """The demo's chain with 4 videos per class, one epoch per run and tiny networks."""
 
     @property
-    def videos_per_class(self) -> int:
-        return 4
+    def benchmark(self) -> BenchmarkSize:
+        return BenchmarkSize(classes=8, train=2, val=1, test=1)
 
     def overrides(self, recipe: str) -> list[str]:
         return ["optim.epochs=1", "optim.lr_steps=[]", "data.crop_size=48", "data.workers=0", "data.val_segments=1",
@@ -33,16 +33,18 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    settings = ToyDemo(strategies=("avg_targets", "entropy"))
+    settings = ToyDemo(strategies=("avg_targets", "entropy"), paper=True)
     result = run_demo(tmp_path / "demo", settings, progress=False)
     names = sorted(path.name for path in result.students)
-    assert names == ["synth_student_kd", "synth_student_mkd", "synth_student_mkd_entropy", "synth_student_nokd"]
+    assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",
+                     "synth_student_mkd"]
     for run in [result.teacher, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
-    labels = ("CoViAR teacher", "no KD", "KD (1 teacher: iframe)", "avg_targets (3 teachers", "entropy (3 teachers")
+    labels = ("CoViAR teacher", "no KD", "KD (1 teacher: fused)", "avg_targets (4 teachers", "entropy (4 teachers",
+              "avg_targets (3 teachers")
     for label in labels:
         assert label in result.table
-    assert sorted(path.name for path in result.report) == ["compare.csv", "compare.md", "compare.png"]
+    assert sorted(path.name for path in result.report) == ["compare.csv", "compare.json", "compare.md", "compare.png"]
     checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [result.teacher, *result.students]}
 
     again = run_demo(tmp_path / "demo", settings, progress=False)

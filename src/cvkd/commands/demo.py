@@ -13,11 +13,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "demo", help="synthetic benchmark -> teachers -> distilled students -> compression table (resumable)"
     )
     parser.add_argument("--out", type=Path, default=Path("cvkd-demo"), help="output folder (default ./cvkd-demo)")
-    parser.add_argument("--quick", action="store_true", help="a smaller, faster run (~2-3 min on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a smaller, faster run (a few minutes on 2 CPU cores)")
     parser.add_argument("--seeds", type=int, default=1, help="train each student with this many seeds (default 1)")
     parser.add_argument("--strategies", default="avg_targets",
                         help="comma-separated multi-teacher strategies, one student each (default avg_targets; "
                              "e.g. avg_targets,entropy,camkd,aekd)")
+    parser.add_argument("--paper", action="store_true",
+                        help="also train the paper's student (smaller I-frame network, the teacher's MV / residual)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     strategies = tuple(name.strip() for name in args.strategies.split(",") if name.strip())
-    settings = DemoSettings(quick=args.quick, seeds=max(1, args.seeds), strategies=strategies)
+    settings = DemoSettings(quick=args.quick, seeds=max(1, args.seeds), strategies=strategies, paper=args.paper)
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print("\n" + result.table)
     print(f"demo finished in {time.perf_counter() - started:.0f} s "
