@@ -143,7 +143,7 @@ def test_cvkd_profile_of_the_recipe_beats_the_teacher_4x_in_parameters_and_2x_in
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 1-epoch cnn_tiny teacher, then the shared-trunk student distilled from its streams and fused output."""
+    """A 1-epoch cnn_tiny teacher, then the shared-trunk student: each stream from its teacher stream, fused from fused."""
     root = tmp_path_factory.mktemp("shared_trunk")
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
@@ -155,8 +155,8 @@ def trained(tmp_path_factory):
                   "data.batch_size=4"]
         teacher = train(load_config(RunConfig, None, [*common, "name=teacher", SHARED[0]]), progress=False).run_dir
         student_config = load_config(RunConfig, None, [
-            *common, "name=student", *SHARED, f"distill.teachers=[{teacher}, {teacher}:fused]",
-            "distill.strategy=avg_targets",
+            *common, "name=student", *SHARED, f"distill.teachers=[{teacher}, {teacher}:fused]", "distill.strategy=kd",
+            "distill.stream_teachers={iframe: [iframe], mv: [mv], residual: [residual], fused: [fused]}",
         ])
         initial = build_model(student_config, 3).state_dict()
         student = train(student_config, progress=False).run_dir
@@ -173,7 +173,9 @@ def test_one_distilled_epoch_trains_the_shared_trunk_and_reloads_it_shared(train
     key = f"streams.iframe.backbone.{path}.weight"
     assert not torch.equal(model.state_dict()[key], initial[key])  # the shared trunk learned
     log = [json.loads(line) for line in (student / "log.jsonl").read_text().splitlines()]
-    assert {"train_acc_iframe", "train_acc_mv", "train_acc_residual", "val_top1_fused"} <= set(log[0])
+    assert {"train_acc_iframe", "train_acc_mv", "train_acc_residual", "train_acc_fused", "val_top1_fused"} <= set(log[0])
+    for output in ("iframe", "mv", "residual", "fused"):  # each output learnt from its own teacher only
+        assert log[0][f"teacher_weights_{output}"] == {f"teacher:{output}": pytest.approx(1.0)}
 
 
 def test_onnx_export_of_the_shared_trunk_student_matches_pytorch(trained):

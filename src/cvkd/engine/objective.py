@@ -10,6 +10,7 @@ from torch import nn
 from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
+from cvkd.modalities import FUSED
 from cvkd.models.coviar import CoViAR
 
 
@@ -17,15 +18,34 @@ class StreamObjective(nn.Module):
     """The student's trainable streams and one strategy per stream: `forward` returns the summed loss and its parts.
 
     Frozen streams are not run here (they only matter for fused evaluation). With strategy `none` and no teachers this is
-    plain supervised training, so teachers and students share one code path (and one DDP wrapper).
+    plain supervised training, so teachers and students share one code path (and one DDP wrapper). `strategies` are
+    keyed by student output: a trainable stream, or `fused` (a term on the fused logits of all streams); `routes`
+    gives the teachers (indices into the teacher logits) an output learns from, every teacher for one it leaves out.
     """
 
-    def __init__(self, model: CoViAR, trainable: Sequence[str], strategies: Mapping[str, DistillStrategy]) -> None:
+    def __init__(
+        self,
+        model: CoViAR,
+        trainable: Sequence[str],
+        strategies: Mapping[str, DistillStrategy],
+        routes: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.trainable = tuple(trainable)
         self.strategies = nn.ModuleDict(dict(strategies))
+        self.outputs = tuple(self.strategies)
+        self.routes = {output: tuple(route) for output, route in (routes or {}).items()}
         self.uses_features = any(s.uses_features for s in self.strategies.values())
+
+    def routed(self, output: str, items):
+        """The entries of `items` (teacher logits (K, B, C), features or names; None stays None) `output` learns from."""
+        route = self.routes.get(output)
+        if items is None or route is None:
+            return items
+        if isinstance(items, torch.Tensor):
+            return items[list(route)]
+        return [items[i] for i in route]
 
     def forward(
         self,
@@ -34,17 +54,22 @@ class StreamObjective(nn.Module):
         teacher_logits: torch.Tensor | None,
         teacher_features: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, DistillLoss]]:
-        """Total loss, each trainable stream's logits, and each stream's loss parts."""
+        """Total loss, each output's logits (trainable streams, and `fused` if it has a term), and its loss parts."""
         logits: dict[str, torch.Tensor] = {}
+        features: dict[str, torch.Tensor | None] = {}
         parts: dict[str, DistillLoss] = {}
         for modality in self.trainable:
             stream = self.model.streams[modality]
             if self.uses_features:
-                logits[modality], features = stream.forward_with_features(sample[modality])
+                logits[modality], features[modality] = stream.forward_with_features(sample[modality])
             else:
-                logits[modality], features = stream(sample[modality]), None
-            parts[modality] = self.strategies[modality](
-                logits[modality].float(), teacher_logits, labels, features, teacher_features
+                logits[modality], features[modality] = stream(sample[modality]), None
+        if FUSED in self.strategies:
+            logits[FUSED] = self.model.fuse(logits)
+        for output, strategy in self.strategies.items():
+            parts[output] = strategy(
+                logits[output].float(), self.routed(output, teacher_logits), labels, features.get(output),
+                self.routed(output, teacher_features),
             )
         total = sum(part.loss for part in parts.values())
         return total, logits, parts
@@ -62,30 +87,39 @@ def trainable_streams(config: RunConfig, model: CoViAR) -> tuple[str, ...]:
 
 
 def build_strategies(
-    config: RunConfig, model: CoViAR, trainable: Sequence[str], teacher_feature_dims: Sequence[int]
+    config: RunConfig,
+    model: CoViAR,
+    trainable: Sequence[str],
+    teacher_feature_dims: Sequence[int],
+    routes: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, DistillStrategy]:
-    """One strategy per trainable stream, from `distill.strategy` and `distill.params`.
+    """One strategy per student output, from `distill.strategy` and `distill.params`.
 
-    Sizes a strategy needs and the config cannot know are filled in: `num_classes` (meta), and the student's and
-    teachers' feature widths (CA-MKD's feature adapters).
+    The outputs are the keys of `routes` (output -> indices of its teachers, cvkd.engine.routes) or, without routes,
+    the trainable streams, each then learning from every teacher. Sizes a strategy needs and the config cannot know
+    are filled in: `num_classes` (meta), and the student's and teachers' feature widths (CA-MKD's feature adapters).
     """
     name = config.distill.strategy
-    num_teachers = len(teacher_feature_dims)
-    if num_teachers == 0 and name != "none":
+    if not teacher_feature_dims and name != "none":
         raise ConfigError(f"distill.strategy is {name!r} but distill.teachers is empty")
     known = strategy_parameters(name)
+    all_teachers = tuple(range(len(teacher_feature_dims)))
     strategies = {}
-    for modality in trainable:
+    for output, route in (routes or {m: all_teachers for m in trainable}).items():
+        if output == FUSED and set(trainable) != set(model.modalities):
+            raise ConfigError(f"distill.stream_teachers.{FUSED}: the fused logits need every stream trainable")
         params = dict(config.distill.params)
         inferred = {
             "num_classes": model.num_classes,
-            "student_dim": model.streams[modality].feature_dim,
-            "teacher_dims": list(teacher_feature_dims),
+            "student_dim": 0 if output == FUSED else model.streams[output].feature_dim,
+            "teacher_dims": [teacher_feature_dims[i] for i in route],
         }
         for key, value in inferred.items():
             if key in known and params.get(key) is None:
                 params[key] = value
-        strategies[modality] = create_strategy(name, num_teachers, **params)
+        strategies[output] = create_strategy(name, len(route), **params)
+        if output == FUSED and strategies[output].uses_features:
+            raise ConfigError(f"distill.stream_teachers.{FUSED}: fused logits have no features for a feature term")
     return strategies
 
 

@@ -16,6 +16,7 @@ from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_e
 from cvkd.data.transforms import shared_scales
 from cvkd.data.folder import dataset_split
 from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
+from cvkd.engine.routes import resolve_routes
 from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, resolve_checkpoint, save_checkpoint
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
@@ -77,8 +78,10 @@ class _Trainer:
         self._initialise_streams()
         self.trainable = trainable_streams(config, self.model)
         teacher_dims = self.teachers.feature_dims() if self.teachers else []
-        strategies = build_strategies(config, self.model, self.trainable, teacher_dims)
-        self.objective = StreamObjective(self.model, self.trainable, strategies).to(runtime.device)
+        refs = self.teachers.teachers if self.teachers else []
+        routes = resolve_routes(config.distill.stream_teachers, refs, self.trainable)
+        strategies = build_strategies(config, self.model, self.trainable, teacher_dims, routes)
+        self.objective = StreamObjective(self.model, self.trainable, strategies, routes).to(runtime.device)
         if self.objective.uses_features and config.distill.cache:
             raise ConfigError("distill.cache stores teacher logits only; a feature term (gamma > 0) needs live teachers")
         for modality in config.model.frozen:
@@ -211,7 +214,7 @@ class _Trainer:
         self.objective.train()
         for modality in config.model.frozen:
             self.model.streams[modality].eval()
-        totals = {"loss": 0.0, "samples": 0.0, **{f"correct_{m}": 0.0 for m in self.trainable}}
+        totals = {"loss": 0.0, "samples": 0.0, **{f"correct_{m}": 0.0 for m in self.objective.outputs}}
         weight_sums: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"{config.name} epoch {epoch + 1}/{config.optim.epochs}", unit="batch",
@@ -248,11 +251,12 @@ class _Trainer:
             "seconds": elapsed,
             "clips_per_s": reduced["samples"] / max(elapsed, 1e-9),
         }
-        for modality in self.trainable:
+        for modality in self.objective.outputs:
             row[f"train_acc_{modality}"] = 100.0 * reduced[f"correct_{modality}"] / samples
             if self.teachers is not None and modality in weight_sums:
                 summed = all_reduce_sum(weight_sums[modality].tolist(), runtime)  # sample-weighted, all processes
-                row[f"teacher_weights_{modality}"] = dict(zip(self.teachers.names, [w / samples for w in summed]))
+                names = self.objective.routed(modality, self.teachers.names)
+                row[f"teacher_weights_{modality}"] = dict(zip(names, [w / samples for w in summed]))
         return row
 
     def _teacher_outputs(self, batch, sample, epoch):

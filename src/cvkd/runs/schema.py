@@ -71,6 +71,9 @@ class DistillConfig:
     cache: bool = False  # precompute teacher logits for a fixed set of views per video
     cache_views: int = 4  # views per video in the cache
     teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    # student output (a stream, or "fused": adds a term on its 2:1:1 fused logits) -> the teachers it learns from
+    # (`mv`, `fused`, `RUN:mv`); an output not named learns from every teacher (cvkd.engine.routes)
+    stream_teachers: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
