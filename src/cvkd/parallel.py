@@ -1,11 +1,11 @@
-"""Run one job per item over worker processes, with a progress bar, collecting cvkd errors instead of stopping."""
+"""cvkd's one process pool: run one job per item over spawned worker processes, with a progress bar."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -47,6 +47,37 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+START_METHOD = "spawn"
+"""The one start method of cvkd's worker pools: a forked child may inherit FFmpeg's or torch's locks mid-use."""
+
+
+def pool_map(
+    function: Callable[[Any], Any],
+    items: Sequence[Any] | Iterable[Any],
+    workers: int | None = None,
+    description: str = "",
+    unit: str = "file",
+    progress: bool | None = True,
+) -> Iterator[Any]:
+    """Yield `function(item)` for every item in item order, over `workers` spawned processes (1 runs inline).
+
+    `function` must be picklable (a module-level function); `progress=None` shows the bar only on a terminal.
+    """
+    items = list(items)
+    workers = default_workers() if workers is None else max(1, workers)
+    disable = None if progress is None else (not progress or not items)
+    with tqdm(total=len(items), desc=description, unit=unit, disable=disable, leave=False) as bar:
+        if workers == 1 or len(items) <= 1:
+            for item in items:
+                yield function(item)
+                bar.update()
+            return
+        with multiprocessing.get_context(START_METHOD).Pool(min(workers, len(items))) as pool:
+            for value in pool.imap(function, items):
+                yield value
+                bar.update()
+
+
 def run_jobs(
     function: Callable[[Any], Any],
     items: Sequence[Any] | Iterable[Any],
@@ -54,23 +85,6 @@ def run_jobs(
     description: str = "",
     progress: bool = True,
 ) -> list[JobOutcome]:
-    """Apply `function` to every item (in `workers` processes; 1 runs inline) and return outcomes in item order."""
-    items = list(items)
-    workers = default_workers() if workers is None else max(1, workers)
-    guarded = _Guarded(function)
-    bar = tqdm(total=len(items), desc=description, unit="file", disable=not progress or not items, leave=False)
-    outcomes: list[JobOutcome] = []
-    try:
-        if workers == 1 or len(items) <= 1:
-            for item in items:
-                outcomes.append(guarded(item))
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(min(workers, len(items))) as pool:
-                for outcome in pool.imap(guarded, items):
-                    outcomes.append(outcome)
-                    bar.update()
-    finally:
-        bar.close()
-    return outcomes
+    """Apply `function` to every item (in `workers` processes; 1 runs inline) and return outcomes in item order;
+    a CvkdError of one item becomes its outcome's `error` instead of stopping the others."""
+    return list(pool_map(_Guarded(function), items, workers, description, progress=progress))

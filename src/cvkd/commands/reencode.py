@@ -7,8 +7,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvkd.codec.encode import EncodeSettings, parse_size, reencode
+from cvkd.codec.encode import EncodeSettings, reencode
 from cvkd.data.lists import find_videos
+from cvkd.data.prepare import encode_settings
 from cvkd.errors import CvkdError
 from cvkd.fileio import remove_leftovers
 from cvkd.parallel import run_jobs
@@ -60,11 +61,7 @@ def _run_job(job: ReencodeJob) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Re-encode every source; print a summary and one line per failure; exit 1 if any failed."""
-    try:
-        width, height = parse_size(args.size)
-        settings = EncodeSettings(gop=args.gop, width=width, height=height, q=args.q)
-    except ValueError as error:
-        raise CvkdError(str(error)) from None
+    settings = encode_settings(args.size, args.gop, args.q)
     jobs = collect_jobs([Path(s) for s in args.sources], args.out, settings)
     todo = [job for job in jobs if args.force or not job.target.exists()]
     outcomes = run_jobs(_run_job, todo, args.workers, description="reencode")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
 import re
 import time
@@ -26,13 +25,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
 from cvkd.data.synthetic_catalogue import CLASS_CATALOGUE, DEFAULT_CLASSES, ClassSpec
 from cvkd.data.synthetic_render import Scene, draw_scene, render_clip, sample_scene
 from cvkd.errors import ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json, atomic_write_text
+from cvkd.parallel import pool_map
 
 __all__ = [
     "CLASS_CATALOGUE", "ClassSpec", "SynthSettings", "SynthSummary", "generate_synthetic", "render_clip",
@@ -174,15 +173,8 @@ def _encode_job(job: _Job) -> None:
 
 def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
     """Run `jobs` on `workers` processes (in this one if a single worker suffices), with a progress bar."""
-    with tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress) as bar:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                _encode_job(job)
-                bar.update()
-            return
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_encode_job, jobs):
-                bar.update()
+    for _ in pool_map(_encode_job, jobs, workers, description="synth", unit="video", progress=progress):
+        pass
 
 
 def _manifest(settings: SynthSettings) -> dict[str, Any]:
