@@ -36,3 +36,33 @@ class DatasetError(CvkdError):
 
 class CheckpointError(CvkdError):
     """A checkpoint is missing, incomplete or belongs to another model."""
+
+
+class ScoreFileError(CvkdError):
+    """A score file is missing, unreadable or holds arrays of the wrong shape."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ScoreMismatchError(CvkdError):
+    """Score sets that must be compared or fused disagree (classes, labels or videos)."""
+
+
+class TrainingError(CvkdError):
+    """A training run cannot go on (e.g. its loss is no longer a finite number)."""
+
+
+class ModelFileError(CvkdError):
+    """An exported (ONNX) model is missing, unreadable, not cvkd's, or fails its parity check."""
+
+
+class OutputError(CvkdError):
+    """An output file cannot be written (full disk, no permission, ...)."""
+
+
+class MissingDependencyError(CvkdError):
+    """An optional dependency a command needs is not installed."""
+

@@ -223,13 +223,6 @@ def test_classes_file_with_duplicate(tmp_path):
         read_classes(path)
 
 
-def test_with_root_points_to_reencoded_copies(ucf, tmp_path):
-    copies = VideoList.ucf101(ucf).with_root(tmp_path / "out" / "videos")
-    assert copies.items[0] == ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.mp4", 0)
-    assert copies.path(0) == tmp_path / "out" / "videos" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.mp4"
-    assert copies.classes == tuple(UCF_CLASSES)
-
-
 def test_hold_out_is_deterministic_stratified_and_disjoint(tmp_path):
     items = tuple((f"c{label}/v{i}.mp4", label) for label in range(3) for i in range(10))
     videos = VideoList(tmp_path, items, ("a", "b", "c"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvkd.report.plots import normalise_rows, plot_bars, plot_confusion, plot_training_curves
+from cvkd.report.plots import normalise_rows, plot_confusion, plot_run_log, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -65,13 +65,9 @@ def test_training_curves_need_something_to_plot(tmp_path):
         plot_training_curves([{"epoch": 1, "note": "x"}], tmp_path / "empty.png")
 
 
-def test_bar_chart_is_a_png_and_other_formats_follow_the_suffix(tmp_path):
-    labels, values = ["iframe", "mv", "residual", "fused 2:1:1"], [86.70, 67.96, 78.72, 90.70]
-    assert_png(plot_bars(labels, values, tmp_path / "bars.png", "top-1 (%)", "UCF-101 split 1"))
-    svg = plot_bars(labels, values, tmp_path / "bars.svg", "top-1 (%)")
+def test_run_log_curves_follow_the_suffix(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"epoch": 1, "train_loss": 2.0, "lr": 0.1}\n\n{"epoch": 2, "train_loss": 1.0, "lr": 0.01}\n')
+    assert_png(plot_run_log(log, tmp_path / "curves.png"))
+    svg = plot_run_log(log, tmp_path / "curves.svg")
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
-
-
-def test_bar_chart_needs_one_value_per_label(tmp_path):
-    with pytest.raises(ValueError, match="one value per label"):
-        plot_bars(["a", "b"], [1.0], tmp_path / "bars.png", "y")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError, OutputError
 from cvkd.fileio import atomic_path
 from cvkd.report.pictures import representation_to_rgb, save_picture
 
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def output_kind(path: Path) -> str:
-    """Return the output extension (.npy or .png), or raise CvkdError naming the file."""
+    """Return the output extension (.npy or .png), or raise ConfigError naming the file."""
     kind = path.suffix.lower()
     if kind not in OUTPUT_KINDS:
-        raise CvkdError(f"{path}: unsupported output type {path.suffix or '(no extension)'!r}; use .npy or .png")
+        raise ConfigError(f"{path}: unsupported output type {path.suffix or '(no extension)'!r}; use .npy or .png")
     return kind
 
 
@@ -67,4 +67,4 @@ def write_output(array: np.ndarray, representation: str, path: Path) -> None:
         else:
             save_picture(representation_to_rgb(array, representation), path)
     except OSError as error:
-        raise CvkdError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

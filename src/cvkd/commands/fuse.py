@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from cvkd.data.lists import read_class_order
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError, ScoreMismatchError
 from cvkd.scores.files import ScoreSet, load_scores
 from cvkd.scores.fusion import DEFAULT_GRID, check_weights, default_weights_for, format_weights, fuse, search_weights
 from cvkd.scores.matching import Alignment, align_scores
@@ -78,17 +78,17 @@ def choose_weights(
     searching = args.search or args.val is not None
     if args.weights is not None:
         if searching:
-            raise CvkdError("give either --weights or --search/--val, not both")
+            raise ConfigError("give either --weights or --search/--val, not both")
         return check_weights(args.weights, len(score_sets)), None
     if not searching:
         return default_weights_for(score_sets), None
     search_sets, chosen_on = score_sets, "files"
     if args.val is not None:
         if len(args.val) != len(args.files):
-            raise CvkdError(f"{len(args.val)} --val file(s) for {len(args.files)} score file(s): give one per file")
+            raise ConfigError(f"{len(args.val)} --val file(s) for {len(args.files)} score file(s): give one per file")
         search_sets, chosen_on = list(load_aligned(args.val, args.class_map).score_sets), "val"
         if search_sets[0].num_classes != score_sets[0].num_classes:
-            raise CvkdError(f"{search_sets[0].display_name}: {search_sets[0].num_classes} classes but "
+            raise ScoreMismatchError(f"{search_sets[0].display_name}: {search_sets[0].num_classes} classes but "
                             f"{score_sets[0].display_name} has {score_sets[0].num_classes}")
     weights, top1 = search_weights(search_sets, args.grid)
     return weights, SearchResult(weights, chosen_on, top1)

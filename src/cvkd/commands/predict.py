@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from cvkd.inference.prepare import collect_videos
 
     if args.topk < 1:
-        raise CvkdError(f"--topk must be >= 1, got {args.topk}")
+        raise ConfigError(f"--topk must be >= 1, got {args.topk}")
     if args.segments < 1:
-        raise CvkdError(f"--segments must be >= 1, got {args.segments}")
+        raise ConfigError(f"--segments must be >= 1, got {args.segments}")
     collected = collect_videos(args.videos)
     if args.onnx:
         predictor = load_onnx_predictor(args.onnx, args.segments, args.crops)

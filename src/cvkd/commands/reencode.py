@@ -10,7 +10,7 @@ from pathlib import Path
 from cvkd.codec.encode import EncodeSettings, reencode
 from cvkd.data.lists import find_videos
 from cvkd.data.prepare import encode_settings
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError
 from cvkd.fileio import remove_leftovers
 from cvkd.parallel import run_jobs
 
@@ -50,7 +50,7 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
     targets = [job.target for job in jobs]
     if len(set(targets)) != len(targets):
         clash = next(t for t in targets if targets.count(t) > 1)
-        raise CvkdError(f"{clash}: two sources would be written to the same output; pass their common folder instead")
+        raise ConfigError(f"{clash}: two sources would be written to the same output; pass their common folder instead")
     return jobs
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cvkd.config import load_config
 from cvkd.runs.schema import RunConfig
+
+CURVES_FILE = "curves.png"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,4 +47,17 @@ def train_and_report(config: RunConfig, args: argparse.Namespace) -> int:
     best = "n/a" if result.best_val_top1 is None else f"{result.best_val_top1:.2f}%"
     if result.is_main:  # under torchrun every process returns here; one line is enough
         print(f"finished {result.epochs} epochs in {result.run_dir} (best validation top-1 {best})")
+        draw_curves(Path(result.run_dir))
     return 0
+
+
+def draw_curves(run: Path) -> None:
+    """Draw the run's training curves next to its log (RUN/curves.png) and say where they are."""
+    from cvkd.report.plots import plot_run_log
+    from cvkd.runs.folder import LOG_FILE
+
+    if (run / LOG_FILE).is_file():
+        try:
+            print(f"training curves: {plot_run_log(run / LOG_FILE, run / CURVES_FILE, run.name)}")
+        except ValueError as error:  # a log without loss / accuracy values (e.g. zero epochs trained)
+            print(f"no training curves: {error}")

@@ -69,11 +69,6 @@ class VideoList:
         """Absolute location of video `index`."""
         return self.root / self.items[index][0]
 
-    def with_root(self, new_root: str | os.PathLike, suffix: str | None = ".mp4") -> "VideoList":
-        """The same videos under `new_root`, each relative path's extension replaced by `suffix` (None keeps it)."""
-        items = tuple((replace_suffix(p, suffix), label) for p, label in self.items)
-        return replace(self, root=Path(new_root), items=items)
-
     def select(self, indices: Iterable[int]) -> "VideoList":
         """A list holding only the videos at `indices` (same root and classes)."""
         return replace(self, items=tuple(self.items[i] for i in indices))

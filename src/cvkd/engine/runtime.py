@@ -6,7 +6,6 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -100,12 +99,3 @@ def barrier(runtime: Runtime) -> None:
     if runtime.distributed:
         dist.barrier()
 
-
-@contextlib.contextmanager
-def main_process_first(runtime: Runtime) -> Iterator[None]:
-    """Let rank 0 do something (e.g. build a cache) before the others read it."""
-    if not runtime.is_main:
-        barrier(runtime)
-    yield
-    if runtime.is_main:
-        barrier(runtime)

@@ -7,7 +7,6 @@ import io
 import os
 import statistics
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,10 +20,11 @@ from cvkd.data.lists import VideoList
 from cvkd.data.synthetic import SynthSettings, render_video
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.data.folder import dataset_split
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError, CvkdError, ModelFileError, OutputError
 from cvkd.fileio import atomic_path
 from cvkd.inference.inputs import batch_inputs, eval_view_dataset
 from cvkd.inference.onnx_predictor import onnx_scorer, open_session
+from cvkd.timing import time_calls
 from cvkd.inference.predictor import torch_scorer
 from cvkd.inference.spec import InferenceSpec, spec_from_run
 from cvkd.models.coviar import CoViAR, PositionalCoViAR
@@ -73,10 +73,10 @@ def export_run(
     """Export a run folder's best checkpoint (or a checkpoint file) to ONNX at `out`, with cvkd's metadata.
 
     With `check`, onnxruntime and PyTorch score `samples` test views (`segments` segments, centre crop) of the run's
-    dataset, or generated clips when it is absent; a difference of logits above PARITY_TOLERANCE is a CvkdError.
+    dataset, or generated clips when it is absent; a difference of logits above PARITY_TOLERANCE is a ModelFileError.
     """
     if segments < 1:
-        raise CvkdError(f"segments must be >= 1, got {segments}")
+        raise ConfigError(f"segments must be >= 1, got {segments}")
     loaded = load_run(run, "cpu")
     spec = replace(spec_from_run(loaded), segments=segments)
     extra = {"cvkd.checkpoint": loaded.checkpoint.name, "cvkd.epochs_trained": str(loaded.epoch + 1)}
@@ -88,7 +88,7 @@ def export_run(
             inputs, source = check_inputs(loaded, spec, samples)
             report = check_parity(loaded.model, tmp, inputs, source, repeats)
             if not report.max_abs_diff <= PARITY_TOLERANCE:
-                raise CvkdError(
+                raise ModelFileError(
                     f"{out}: ONNX logits differ from PyTorch by {report.max_abs_diff:.3g} (> {PARITY_TOLERANCE:g}); "
                     "nothing written"
                 )
@@ -120,7 +120,7 @@ def onnx_model(
 
     model.eval()
     if tuple(model.modalities) != spec.modalities:
-        raise CvkdError(f"model inputs {list(model.modalities)} differ from the spec's {list(spec.modalities)}")
+        raise ModelFileError(f"model inputs {list(model.modalities)} differ from the spec's {list(spec.modalities)}")
     # Two batch items and at least two segments, so that no exporter specialises an axis to size 1.
     example = tuple(
         torch.randn(2, max(2, spec.segments), model.streams[m].in_channels, spec.crop_size, spec.crop_size)
@@ -134,12 +134,12 @@ def onnx_model(
 
 @contextlib.contextmanager
 def _writing(out: str | os.PathLike) -> Iterator[Path]:
-    """`atomic_path(out)` with write failures turned into one-line CvkdErrors."""
+    """`atomic_path(out)` with write failures turned into one-line OutputErrors."""
     try:
         with atomic_path(out, suffix=".onnx") as tmp:
             yield tmp
     except OSError as error:
-        raise CvkdError(f"{out}: cannot write ({error.strerror or error})") from None
+        raise OutputError(f"{out}: cannot write ({error.strerror or error})") from None
 
 
 def _export_legacy(module: torch.nn.Module, example: tuple[torch.Tensor, ...], names: tuple[str, ...]):
@@ -175,6 +175,7 @@ _EXPORTERS: dict[str, Callable] = {"legacy": _export_legacy, "dynamo": _export_d
 def check_inputs(loaded: LoadedRun, spec: InferenceSpec, count: int = 3) -> tuple[dict[str, torch.Tensor], str]:
     """`count` test views of the run's own videos (test, val, then train split), else of generated clips."""
     config = loaded.config
+    why = "no listed videos"
     for split in dict.fromkeys((config.data.test_split, config.data.val_split, config.data.train_split)):
         try:
             video_list = dataset_split(config.data.root, split)
@@ -183,9 +184,10 @@ def check_inputs(loaded: LoadedRun, spec: InferenceSpec, count: int = 3) -> tupl
             chosen = np.unique(np.linspace(0, len(video_list) - 1, count).round().astype(int)).tolist()
             dataset = eval_view_dataset(video_list, spec, spec.segments, 1)
             return batch_inputs(dataset, chosen), f"{len(chosen)} videos of {config.data.root} ({split})"
-        except CvkdError:
-            break  # no usable dataset here: fall back to generated clips
-    return generated_inputs(spec, count), f"{count} generated clips"
+        except CvkdError as error:  # no usable dataset here: fall back to generated clips, and say why
+            why = str(error)
+            break
+    return generated_inputs(spec, count), f"{count} generated clips (the run's data is unusable: {why})"
 
 
 def generated_inputs(spec: InferenceSpec, count: int = 3) -> dict[str, torch.Tensor]:
@@ -225,10 +227,4 @@ def check_parity(
 
 def median_ms(call: Callable[[], object], repeats: int = 5) -> float:
     """Median wall time of `call` in milliseconds over `repeats` runs, after one warm-up run."""
-    call()
-    times = []
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(time_calls(call, max(1, repeats))) * 1000

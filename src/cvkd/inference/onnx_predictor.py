@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from cvkd.errors import CvkdError
+from cvkd.errors import MissingDependencyError, ModelFileError
 from cvkd.inference.predictor import Predictor, Scorer
 from cvkd.inference.spec import InferenceSpec
 
@@ -19,10 +19,10 @@ def open_session(path: str | os.PathLike, threads: int | None = None):
     try:
         import onnxruntime
     except ImportError:
-        raise CvkdError("onnxruntime is not installed: pip install 'cvkd[onnx]'") from None
+        raise MissingDependencyError("onnxruntime is not installed: pip install 'cvkd[onnx]'") from None
     path = Path(path)
     if not path.is_file():
-        raise CvkdError(f"{path}: no such ONNX file")
+        raise ModelFileError(f"{path}: no such ONNX file")
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -30,7 +30,7 @@ def open_session(path: str | os.PathLike, threads: int | None = None):
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CvkdError(f"{path}: not a readable ONNX model ({reason[:160]})") from None
+        raise ModelFileError(f"{path}: not a readable ONNX model ({reason[:160]})") from None
 
 
 def session_spec(session, source: str | os.PathLike) -> InferenceSpec:
@@ -38,7 +38,7 @@ def session_spec(session, source: str | os.PathLike) -> InferenceSpec:
     spec = InferenceSpec.from_metadata(session.get_modelmeta().custom_metadata_map, source)
     names = tuple(i.name for i in session.get_inputs())
     if names != spec.modalities:
-        raise CvkdError(
+        raise ModelFileError(
             f"{os.fspath(source)}: model inputs {list(names)} differ from its metadata {list(spec.modalities)}"
         )
     return spec

@@ -13,7 +13,7 @@ from cvkd.codec.encode import EncodeSettings
 from cvkd.data.lists import PREPARE_REPORT_FILE as PREPARE_REPORT
 from cvkd.data.synthetic import MANIFEST as SYNTH_MANIFEST
 from cvkd.runs.folder import LoadedRun
-from cvkd.errors import CvkdError, DatasetError
+from cvkd.errors import DatasetError, ModelFileError
 
 METADATA_FORMAT = "cvkd-onnx-1"
 
@@ -44,9 +44,9 @@ class InferenceSpec:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], source: str | os.PathLike) -> "InferenceSpec":
-        """Inverse of `to_metadata`; a file without cvkd's metadata is a one-line CvkdError naming `source`."""
+        """Inverse of `to_metadata`; a file without cvkd's metadata is a one-line ModelFileError naming `source`."""
         if metadata.get("cvkd.format") != METADATA_FORMAT:
-            raise CvkdError(f"{os.fspath(source)}: not an ONNX model exported by `cvkd export` (no cvkd metadata)")
+            raise ModelFileError(f"{os.fspath(source)}: not an ONNX model exported by `cvkd export` (no cvkd metadata)")
         try:
             return cls(
                 class_names=tuple(json.loads(metadata["class_names"])),
@@ -57,7 +57,7 @@ class InferenceSpec:
                 encode=EncodeSettings(**json.loads(metadata["encode_settings"])),
             )
         except (KeyError, ValueError, TypeError) as error:
-            raise CvkdError(f"{os.fspath(source)}: damaged cvkd metadata ({type(error).__name__}: {error})") from None
+            raise ModelFileError(f"{os.fspath(source)}: damaged cvkd metadata ({type(error).__name__}: {error})") from None
 
 
 def spec_from_run(run: LoadedRun) -> InferenceSpec:

@@ -44,7 +44,7 @@ class CoViAR(nn.Module):
         """Each stream's logits (B, num_classes), keyed by modality; keys of `sample` that are no stream are ignored."""
         missing = [key for key in self.modalities if key not in sample]
         if missing:
-            raise ConfigError(f"sample lacks modalities {missing}; it has {sorted(sample)}")
+            raise ValueError(f"sample lacks modalities {missing}; it has {sorted(sample)}")  # a caller's mistake
         return {key: self.streams[key](sample[key]) for key in self.modalities}
 
     def forward_tuple(self, *inputs: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -51,24 +51,24 @@ def _imagenet_backbone(name: str) -> nn.Module:
         ) from error
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state_dict (name -> tensor) from `path` safely (weights_only); CheckpointError naming the file if not."""
+def load_weights_only(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load` with `weights_only=True` (no code from the file runs); CheckpointError naming `path` and `what`
+    ("weights file", "checkpoint", "teacher cache") when the file is absent or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file")
+        raise CheckpointError(f"{path}: no such {what}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors all mean "not a readable state_dict"
-        raise CheckpointError(f"{path}: not a readable weights file ({_one_line(error)})") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state_dict (parameter name -> tensor), found {type(state).__name__}")
-    return state
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors all mean "not readable"
+        raise CheckpointError(f"{path}: not a readable {what} ({_one_line(error)})") from None
 
 
-def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
-    """Load the plain torchvision state_dict in `path` into backbone `model` (named `name`), strictly."""
-    state = read_state_dict(path)
-    expected = model.state_dict()
+def load_state_dict_checked(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "state_dict"
+) -> None:
+    """Load `state` into `module` strictly: a missing, unexpected or misshapen key is one CheckpointError line
+    naming `source` and up to three keys of each kind."""
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshapen = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
@@ -78,5 +78,18 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -
         if keys
     ]
     if problems:
-        raise CheckpointError(f"{path}: not a {name} state_dict: {'; '.join(problems)}")
-    model.load_state_dict(state)
+        raise CheckpointError(f"{source}: not a {what} of this model: {'; '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict (name -> tensor) from `path` safely (weights_only); CheckpointError naming the file if not."""
+    state = load_weights_only(path, "weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state_dict (parameter name -> tensor), found {type(state).__name__}")
+    return state
+
+
+def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load the plain torchvision state_dict in `path` into backbone `model` (named `name`), strictly."""
+    load_state_dict_checked(model, read_state_dict(path), path, f"{name} state_dict")

@@ -1,4 +1,4 @@
-"""Result plots: confusion matrix, training curves and bar charts, drawn off-screen (Agg) and written atomically.
+"""Result plots: confusion matrix and training curves, drawn off-screen (Agg) and written atomically.
 
 The file format follows the path's suffix (.png, .pdf, .svg, ...; PNG when there is none). No pyplot state is used,
 so plotting is safe from any thread and never opens a window.
@@ -6,6 +6,7 @@ so plotting is safe from any thread and never opens a window.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -166,24 +167,7 @@ def plot_training_curves(
     return save_figure(figure, path)
 
 
-def plot_bars(
-    labels: Sequence[str], values: Sequence[float], path: str | os.PathLike, ylabel: str, title: str = ""
-) -> Path:
-    """A bar chart comparing `values` (e.g. accuracy per model), each bar labelled with its value."""
-    if len(labels) != len(values) or not labels:
-        raise ValueError(f"need one value per label and at least one bar, got {len(labels)} labels and "
-                         f"{len(values)} values")
-    figure = new_figure(max(4.0, 0.8 * len(labels) + 1.5), 4.0)
-    axes = figure.add_subplot()
-    positions = np.arange(len(labels))
-    bars = axes.bar(positions, [float(value) for value in values], color="tab:blue")
-    axes.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
-    long_labels = max(len(str(label)) for label in labels) > 8
-    axes.set_xticks(positions, labels=[str(label) for label in labels], rotation=30 if long_labels else 0,
-                    ha="right" if long_labels else "center")
-    axes.set_ylabel(ylabel)
-    axes.margins(y=0.12)
-    axes.grid(axis="y", alpha=0.3)
-    if title:
-        axes.set_title(title)
-    return save_figure(figure, path)
+def plot_run_log(log: str | os.PathLike, path: str | os.PathLike, title: str = "Training") -> Path:
+    """Draw the training curves of a run's JSON-lines log (one row per epoch) into `path`."""
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    return plot_training_curves(rows, path, title)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-import time
 from dataclasses import dataclass, fields
 from typing import Iterator, Mapping
 
@@ -25,16 +24,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cvkd.modalities import SPECS, STREAMS
+from cvkd.timing import time_calls
+from cvkd.models import count_parameters  # noqa: F401  (one home: cvkd.models; re-exported for the cost code)
 
 STREAM_TITLES = {stream: SPECS[stream].title for stream in STREAMS}
 
 
 # ---------------------------------------------------------------- one module
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of `module` (shared ones once); only those with requires_grad if asked."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 @contextlib.contextmanager
@@ -72,16 +68,8 @@ def measure_latency(
     module: nn.Module, *example_inputs: torch.Tensor, warmup: int = 2, repeats: int = 10
 ) -> LatencyResult:
     """Time forward calls under torch.inference_mode in eval mode (run it on CPU tensors for CPU latency)."""
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
-    times = []
     with evaluation_mode(module), torch.inference_mode():
-        for _ in range(warmup):
-            module(*example_inputs)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(*example_inputs)
-            times.append(time.perf_counter() - start)
+        times = time_calls(lambda: module(*example_inputs), repeats, warmup)
     median = statistics.median(times)
     batch = example_inputs[0].shape[0] if example_inputs and example_inputs[0].dim() > 0 else 1
     return LatencyResult(
@@ -225,32 +213,3 @@ def compare_costs(teacher: CostReport, student: CostReport) -> dict[str, float]:
         "macs_per_gop_frame": safe_ratio(teacher.macs_per_gop_frame, student.macs_per_gop_frame),
         "macs_per_video": safe_ratio(teacher.macs_per_video, student.macs_per_video),
     }
-
-
-# ---------------------------------------------------------------- table
-
-
-def format_cost_table(reports: Mapping[str, CostReport]) -> str:
-    """A Markdown table of the reports, one row per model, parameters in millions and MACs in GMACs."""
-    header = (
-        ["model"]
-        + [f"{STREAM_TITLES[s]} params (M)" for s in STREAMS]
-        + ["total params (M)"]
-        + [f"{STREAM_TITLES[s]} (GMACs)" for s in STREAMS]
-        + ["per sample (GMACs)", "per frame, GOP-weighted (GMACs)", "per video (GMACs)", "protocol"]
-    )
-    rows = [header, ["---"] + ["---:"] * (len(header) - 2) + ["---"]]
-    for name, report in reports.items():
-        rows.append(
-            [name]
-            + [f"{getattr(report.params, s) / 1e6:.2f}" for s in STREAMS]
-            + [f"{report.total_params / 1e6:.2f}"]
-            + [f"{getattr(report.macs, s) / 1e9:.3f}" for s in STREAMS]
-            + [
-                f"{report.macs_per_sample / 1e9:.3f}",
-                f"{report.macs_per_gop_frame / 1e9:.3f}",
-                f"{report.macs_per_video / 1e9:.1f}",
-                f"GOP {report.gop}, {report.segments} segments x {report.crops} crops",
-            ]
-        )
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"

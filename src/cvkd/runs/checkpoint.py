@@ -10,6 +10,7 @@ import torch
 
 from cvkd.errors import CheckpointError
 from cvkd.fileio import atomic_path, remove_leftovers
+from cvkd.models.weights import load_state_dict_checked, load_weights_only
 
 FORMAT = "cvkd-checkpoint-1"
 LAST, BEST = "last.pt", "best.pt"
@@ -59,14 +60,7 @@ class _WriteRecorder:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a cvkd checkpoint with `weights_only=True` (no code from the file runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+    state = load_weights_only(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cvkd checkpoint")
     return state
@@ -87,17 +81,4 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, prefer: str = BEST) -> Pa
 
 def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
     """Load weights, turning any key or shape mismatch into one line naming the checkpoint."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    if missing or unexpected:
-        detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise CheckpointError(
-            f"{source}: weights belong to another model ({len(missing)} missing, {len(unexpected)} unexpected keys; {detail})"
-        )
-    for key, tensor in state_dict.items():
-        if own[key].shape != tensor.shape:
-            raise CheckpointError(
-                f"{source}: weights belong to another model ({key}: {tuple(tensor.shape)} vs {tuple(own[key].shape)})"
-            )
-    module.load_state_dict(state_dict)
+    load_state_dict_checked(module, state_dict, source, "checkpoint")

@@ -17,19 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cvkd.errors import CvkdError
+from cvkd.errors import ScoreFileError
 from cvkd.fileio import atomic_path
 
 _OBJECT_ARRAY_MESSAGE = "Object arrays cannot be loaded when allow_pickle=False"
-
-
-class ScoreFileError(CvkdError):
-    """A score file is missing, unreadable or holds arrays of the wrong shape."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cvkd.errors import CvkdError
+from cvkd.errors import ConfigError
 from cvkd.modalities import DEFAULT_FUSION_WEIGHTS
 from cvkd.scores.files import ScoreSet
 from cvkd.scores.matching import align
@@ -45,15 +45,15 @@ def format_weights(weights: Sequence[float]) -> str:
 
 
 def check_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
-    """Return `weights` as floats if there is one per score set, all finite and >= 0, not all 0; else CvkdError."""
+    """Return `weights` as floats if there is one per score set, all finite and >= 0, not all 0; else ConfigError."""
     weights = tuple(float(weight) for weight in weights)
     if len(weights) != count:
-        raise CvkdError(f"{len(weights)} weight{'s' if len(weights) != 1 else ''} for {count} score "
+        raise ConfigError(f"{len(weights)} weight{'s' if len(weights) != 1 else ''} for {count} score "
                         f"file{'s' if count != 1 else ''}: give one weight per file")
     if not all(math.isfinite(weight) and weight >= 0 for weight in weights):
-        raise CvkdError(f"weights must be finite and >= 0, got {format_weights(weights)}")
+        raise ConfigError(f"weights must be finite and >= 0, got {format_weights(weights)}")
     if not any(weights):
-        raise CvkdError("weights must not all be 0")
+        raise ConfigError("weights must not all be 0")
     return weights
 
 
@@ -103,10 +103,10 @@ def search_weights(
     """
     grid_values = sorted({float(value) for value in grid})
     if not grid_values or not all(math.isfinite(v) and v >= 0 for v in grid_values) or not any(grid_values):
-        raise CvkdError(f"the weight grid must hold finite values >= 0, at least one > 0, got {list(grid)}")
+        raise ConfigError(f"the weight grid must hold finite values >= 0, at least one > 0, got {list(grid)}")
     count = len(score_sets)
     if len(grid_values) ** count > MAX_SEARCH_CANDIDATES:
-        raise CvkdError(f"{len(grid_values)} grid values over {count} score files make "
+        raise ConfigError(f"{len(grid_values)} grid values over {count} score files make "
                         f"{len(grid_values) ** count} combinations (limit {MAX_SEARCH_CANDIDATES}): use a smaller grid")
     aligned = align(score_sets, class_names)
     stacked, labels = _stack(aligned), aligned[0].labels

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from cvkd.data.lists import VIDEO_EXTENSIONS
-from cvkd.errors import CvkdError
+from cvkd.errors import ScoreMismatchError
 from cvkd.scores.files import ScoreSet
 
 
@@ -45,11 +45,11 @@ def video_key(name: str) -> str:
 
 
 def with_class_names(score_set: ScoreSet, class_names: Sequence[str], origin: str = "the class map") -> ScoreSet:
-    """`score_set` with `class_names` as its class order if it records none (CvkdError if the counts differ)."""
+    """`score_set` with `class_names` as its class order if it records none (ScoreMismatchError if the counts differ)."""
     if score_set.class_names is not None:
         return score_set
     if len(class_names) != score_set.num_classes:
-        raise CvkdError(f"{score_set.display_name}: {score_set.num_classes} classes but {origin} lists "
+        raise ScoreMismatchError(f"{score_set.display_name}: {score_set.num_classes} classes but {origin} lists "
                         f"{len(class_names)}")
     return replace(score_set, class_names=tuple(class_names))
 
@@ -70,7 +70,7 @@ def reorder_classes(score_set: ScoreSet, class_names: Sequence[str]) -> ScoreSet
 def align_scores(score_sets: Sequence[ScoreSet], class_names: Sequence[str] | None = None) -> Alignment:
     """Match every score set to the first: classes (after giving `class_names` to sets that record none), then videos.
 
-    The result carries the first set's video names everywhere; CvkdError naming both files when sets disagree.
+    The result carries the first set's video names everywhere; ScoreMismatchError naming both files when sets disagree.
     """
     if not score_sets:
         raise ValueError("align needs at least one score set")
@@ -92,7 +92,7 @@ def _common_class_order(sets: list[ScoreSet], notes: list[str]) -> list[ScoreSet
     first = sets[0]
     for other in sets[1:]:
         if other.num_classes != first.num_classes:
-            raise CvkdError(f"{other.display_name}: {other.num_classes} classes but {first.display_name} has "
+            raise ScoreMismatchError(f"{other.display_name}: {other.num_classes} classes but {first.display_name} has "
                             f"{first.num_classes}")
     named = [s for s in sets if s.class_names is not None]
     if not named:
@@ -105,7 +105,7 @@ def _common_class_order(sets: list[ScoreSet], notes: list[str]) -> list[ScoreSet
             continue
         unknown = [name for name in score_set.class_names if name not in target.class_names]
         if unknown:
-            raise CvkdError(f"{score_set.display_name}: {len(unknown)} class name(s) not in {target.display_name} "
+            raise ScoreMismatchError(f"{score_set.display_name}: {len(unknown)} class name(s) not in {target.display_name} "
                             f"(first: {unknown[0]!r})")
         result.append(reorder_classes(score_set, target.class_names))
         notes.append(f"{score_set.display_name}: classes put in the order of {target.display_name} by name")
@@ -137,17 +137,17 @@ def _match_videos(reference: ScoreSet, other: ScoreSet, notes: list[str]) -> Sco
     wrong = np.flatnonzero(matched.labels != reference.labels)
     if wrong.size:
         i = wrong[0]
-        raise CvkdError(f"{other.display_name}: labels differ from {reference.display_name} for {wrong.size} video(s) "
+        raise ScoreMismatchError(f"{other.display_name}: labels differ from {reference.display_name} for {wrong.size} video(s) "
                         f"(first: {reference.names[i]} is {matched.labels[i]}, not {reference.labels[i]})")
     return replace(matched, names=reference.names)
 
 
 def _refuse_duplicates(score_set: ScoreSet) -> None:
-    """CvkdError if a video name appears twice (such a set can be matched neither by name nor safely by position)."""
+    """ScoreMismatchError if a video name appears twice (such a set can be matched neither by name nor safely by position)."""
     names, counts = np.unique(score_set.names, return_counts=True)
     if (counts > 1).any():
         name, count = names[counts > 1][0], counts[counts > 1][0]
-        raise CvkdError(f"{score_set.display_name}: video {name} appears {count} times, so it cannot be matched "
+        raise ScoreMismatchError(f"{score_set.display_name}: video {name} appears {count} times, so it cannot be matched "
                         f"by name")
 
 
@@ -166,7 +166,7 @@ def _order_by(ref_keys: list[str], other_keys: list[str]) -> np.ndarray | None:
 
 
 def _match_by_position(reference: ScoreSet, other: ScoreSet) -> ScoreSet:
-    """`other` as it is if it can stand for `reference` video by video; otherwise CvkdError saying why not."""
+    """`other` as it is if it can stand for `reference` video by video; otherwise ScoreMismatchError saying why not."""
     ref_keys, other_keys = _keys(reference), _keys(other)
     ref_set, other_set = set(ref_keys), set(other_keys)
     extra = [name for name, key in zip(other.names.tolist(), other_keys) if key not in ref_set]
@@ -179,7 +179,7 @@ def _match_by_position(reference: ScoreSet, other: ScoreSet) -> ScoreSet:
     reason = _position_problem(reference, other, ref_keys, other_keys)
     if reason is not None:
         problems.append(f"not matched by position either: {reason}")
-        raise CvkdError(f"{other.display_name}: {'; '.join(problems)}")
+        raise ScoreMismatchError(f"{other.display_name}: {'; '.join(problems)}")
     return other
 
 
