@@ -15,6 +15,7 @@ from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import save_tensors_atomic
 from cvkd.engine.evaluate import move_sample
 from cvkd.errors import CheckpointError
+from cvkd.models.weights import load_weights_only
 
 FORMAT = "cvkd-teacher-cache-1"
 
@@ -62,10 +63,7 @@ class TeacherCache:
     @classmethod
     def load(cls, path: str | os.PathLike, expected_key: str) -> "TeacherCache":
         """Read a cache (weights-only); a cache of other teachers or views is an error, never used."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # corrupt or foreign file
-            raise CheckpointError(f"{path}: not a readable teacher cache ({type(error).__name__})") from None
+        state = load_weights_only(path, "teacher cache")
         if not isinstance(state, dict) or state.get("format") != FORMAT or not torch.is_tensor(state.get("logits")):
             raise CheckpointError(f"{path}: not a cvkd teacher cache")
         if state.get("key") != expected_key:
