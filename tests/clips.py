@@ -96,6 +96,6 @@ def encode_x264(
     b_pyramid: bool = False,
 ) -> Path:
     """Encode with libx264 (strict GOP, no scene-cut I-frames): `ref` reference pictures, up to `b_frames` B-frames."""
-    params = f"ref={ref}:keyint={gop}:min-keyint={gop}:scenecut=0:b-pyramid={'normal' if b_pyramid else 'none'}"
+    params = f"threads=1:ref={ref}:keyint={gop}:min-keyint={gop}:scenecut=0:b-pyramid={'normal' if b_pyramid else 'none'}"
     options = {"x264-params": params, "crf": str(crf), "bf": str(b_frames)}
     return encode_with_pyav(frames, path, codec="libx264", gop=gop, b_frames=b_frames, options=options)

@@ -119,7 +119,7 @@ def test_b_picture_traces_past_vectors_into_the_previous_map_and_future_only_one
     trace = MotionTrace(HEIGHT, WIDTH)
     past = blocks_from([(0, 0, 16, 16, 2, 0), (16, 16, 8, 8, 0, 0), (16, 0, 16, 16, 1, 1)])  # last one bi-predicted
     future = blocks_from([(16, 16, 8, 8, 3, 3), (16, 0, 16, 16, -4, -4), (32, 16, 8, 8, -1, 0), (0, 32, 4, 4, 1, 1)])
-    trace.follow_both_ways(past, future, previous.source.copy(), following.source.copy())
+    trace.follow_both_ways([(past, previous.source.copy())], [(future, following.source.copy())])
     got = traced_sources(trace)
     # Past vector (2, 0) at (5, 5) -> (3, 5) in the previous picture, whose map moved that block by (1, 0): (2, 5).
     assert tuple(got[5, 5]) == (2, 5)
@@ -135,7 +135,7 @@ def test_b_picture_traces_past_vectors_into_the_previous_map_and_future_only_one
     assert tuple(got[38, 50]) == (50, 38)
     # A future-only pixel lands in the next picture's moved block and follows that picture's map back.
     only_future = blocks_from([(16, 0, 16, 16, -2, 0)])
-    trace.follow_both_ways(blocks_from([]), only_future, previous.source.copy(), following.source.copy())
+    trace.follow_both_ways([(blocks_from([]), previous.source.copy())], [(only_future, following.source.copy())])
     # (20, 5) - (-2, 0) = (22, 5) in the next picture, whose map moved it by (0, 2): source (22, 3).
     assert tuple(traced_sources(trace)[5, 20]) == (22, 3)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -27,6 +28,46 @@ class BlockMotion:
 
     def __len__(self) -> int:
         return len(self.left)
+
+    def __getitem__(self, chosen: np.ndarray) -> "BlockMotion":
+        """The blocks selected by a boolean mask or index array."""
+        return BlockMotion(*(part[chosen] for part in self.parts()))
+
+    def parts(self) -> tuple[np.ndarray, ...]:
+        """(left, top, width, height, dx, dy)."""
+        return self.left, self.top, self.width, self.height, self.dx, self.dy
+
+    def moving(self) -> "BlockMotion":
+        """The blocks with a non-zero displacement."""
+        return self[(self.dx != 0) | (self.dy != 0)]
+
+    def geometry_keys(self) -> np.ndarray:
+        """One int64 per block identifying its position and size (a bi-predicted block has one past and one future
+        vector with the same key)."""
+        left, top = self.left.astype(np.int64) + 4096, self.top.astype(np.int64) + 4096
+        return ((left * 16384 + top) * 128 + self.width) * 128 + self.height
+
+
+def reference_errors(blocks: BlockMotion, current: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """(candidates, blocks) sum of absolute differences between each block of `current` (H, W luma) and each
+    candidate reference sampled at the block's source (clamped to the border)."""
+    height, width = current.shape
+    errors = np.zeros((len(candidates), len(blocks)), np.int64)
+    if not len(blocks):
+        return errors
+    for block_width, block_height, chosen in _size_groups(blocks):
+        offset_x, offset_y = _block_pattern(block_width, block_height)
+        pixel_x = blocks.left[chosen][:, None] + offset_x
+        pixel_y = blocks.top[chosen][:, None] + offset_y
+        inside = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
+        pixel_x, pixel_y = np.clip(pixel_x, 0, width - 1), np.clip(pixel_y, 0, height - 1)
+        source_x = np.clip(pixel_x - blocks.dx[chosen][:, None], 0, width - 1)
+        source_y = np.clip(pixel_y - blocks.dy[chosen][:, None], 0, height - 1)
+        here = current[pixel_y, pixel_x].astype(np.int16)
+        for k, candidate in enumerate(candidates):
+            difference = np.abs(here - candidate[source_y, source_x])
+            errors[k, chosen] = np.where(inside, difference, 0).sum(axis=1)
+    return errors
 
 
 def block_motion(vectors: np.ndarray | None, direction: int = -1, keep_static: bool = False) -> BlockMotion:
@@ -289,26 +330,36 @@ class MotionTrace:
         )
 
     def follow_both_ways(
-        self, past: BlockMotion, future: BlockMotion, previous: np.ndarray, following: np.ndarray | None
+        self, past: Sequence[tuple[BlockMotion, np.ndarray]], future: Sequence[tuple[BlockMotion, np.ndarray]] = ()
     ) -> None:
-        """Become the map of a B-picture between two references whose maps are `previous` and `following`.
+        """Become the map of a B-picture from its blocks grouped by the reference picture they are traced into.
 
-        `past` and `future` hold the picture's blocks of each direction, static ones included. A pixel with a past
-        vector (bi-predicted ones too: the past vector is preferred) is traced through it into `previous`; a pixel
-        with only a future vector through it into `following` (when None: no later reference in the GOP, the pixel
-        keeps `previous(p)`, as does a pixel no vector covers).
+        `past` and `future` hold (blocks, that reference's map) pairs, static blocks included; `past[0]` is the
+        nearest previous reference, where the trace starts. A pixel with a past vector (bi-predicted ones too: the
+        past vector is preferred) is traced through it into its past reference's map; a pixel with only a future
+        vector into its future reference's map; a pixel no vector covers keeps the nearest previous map.
         """
+        (nearest, previous), older = past[0], past[1:]
         np.copyto(self.source, previous)
-        self.follow(BlockMotion(*(part[(past.dx != 0) | (past.dy != 0)] for part in _parts(past))))
-        if following is None or not len(future):
+        self.follow(nearest.moving())
+        for blocks, other in older:
+            self.overwrite(blocks, other)
+        if future:
+            past_keys = np.concatenate([blocks.geometry_keys() for blocks, _ in past])
+            for blocks, other in future:
+                self.overwrite(blocks[~np.isin(blocks.geometry_keys(), past_keys)], other)
+
+    def overwrite(self, blocks: BlockMotion, other: np.ndarray) -> None:
+        """Trace the pixels of `blocks` (moving or not) through their vectors into another reference's map `other`.
+
+        A source outside the frame is clamped, or with the "keep" rule leaves the pixel's current map unchanged.
+        """
+        if not len(blocks):
             return
-        cell = cell_size(past, future)
-        future_cells = CellMotion.paint(future, self.height, self.width, cell)
-        covered = CellMotion.paint(_marked(future), self.height, self.width, cell).dx.astype(bool)
-        if len(past):
-            covered &= ~CellMotion.paint(_marked(past), self.height, self.width, cell).dx.astype(bool)
-        destinations, sources = self._cell_pixels(future_cells, np.flatnonzero(covered), drop_outside=True)
-        self.source[destinations] = np.take(following, sources)
+        cells = CellMotion.paint(blocks, self.height, self.width)
+        covered = CellMotion.paint(_marked(blocks), self.height, self.width, cells.cell).dx.astype(bool)
+        destinations, sources = self._cell_pixels(cells, np.flatnonzero(covered), drop_outside=True)
+        self.source[destinations] = np.take(other, sources)
 
     def motion(self) -> np.ndarray:
         """The traced motion `p - map(p)` as an (H, W, 2) int16 field (x, y)."""
@@ -325,10 +376,6 @@ class MotionTrace:
         if out is not None:
             out = out.reshape(-1, channels)
         return np.take(flat, self.source, axis=0, out=out).reshape(self.height, self.width, channels)
-
-
-def _parts(blocks: BlockMotion) -> tuple[np.ndarray, ...]:
-    return blocks.left, blocks.top, blocks.width, blocks.height, blocks.dx, blocks.dy
 
 
 def _marked(blocks: BlockMotion) -> BlockMotion:

@@ -12,12 +12,15 @@ import av
 import numpy as np
 
 from cvkd.codec.index import VideoIndex, first_video_stream, index_video, open_video
-from cvkd.codec.motion import OUTSIDE_RULES, MotionTrace, block_motion, residual
+from cvkd.codec.h264 import max_reference_frames
+from cvkd.codec.motion import OUTSIDE_RULES, BlockMotion, MotionTrace, block_motion, reference_errors, residual
 from cvkd.codec.support import unsupported_reason
 from cvkd.errors import UnsupportedVideoError, VideoError
 from cvkd.modalities import SPECS
 
 REPRESENTATIONS = tuple(spec.representation for spec in SPECS.values())
+_UNKNOWN_REFERENCES = 4  # reference pictures assumed when an H.264 stream's SPS cannot be read
+_LUMA_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"}
 
 
 @dataclass
@@ -44,8 +47,11 @@ class CompressedVideo:
 
     B-frames (H.264, MPEG-4 Part 2) are traced both ways: a pixel with a past vector through the map of the previous
     reference picture (I or P, display order), one with only a future vector through the next reference's map (which
-    leads back to the I-frame); bi-predicted pixels use the past vector. Of several reference pictures (H.264) the
-    nearest one in the vector's direction is assumed. Streams with B-frames give accumulated motion only.
+    leads back to the I-frame); bi-predicted pixels use the past vector. FFmpeg does not export which of several
+    reference pictures (H.264) a vector uses: for accumulated motion each past-reference block takes the reference
+    picture (of the stream's SPS count, nearest first, I and P pictures) whose luma at the block's source differs
+    least from the decoded block; future vectors use the next reference. Streams with B-frames give accumulated
+    motion only; non-accumulated motion is the exported vector as it is.
     `outside` is the rule for a source position outside the frame: "clamp" (default) or "keep" (CoViAR's).
     """
 
@@ -63,6 +69,7 @@ class CompressedVideo:
         self._owner_pid = -1
         self._reformatter = av.video.reformatter.VideoReformatter()
         self._trace: MotionTrace | None = None  # reused across GOPs: its buffers stay allocated and warm
+        self._references: int | None = None  # reference pictures a vector may use (H.264 SPS), read on opening
 
     # -- geometry -------------------------------------------------------------------------------------------------
     @property
@@ -159,14 +166,15 @@ class CompressedVideo:
         last = request.last_position
         if need_motion and self.index.has_b_frames:
             last = self._next_reference(gop, last) or last  # a B-frame's future vectors need the next reference
-        rgb, motions = self._decode_frames(gop, last, rgb_positions, need_motion)
+        two_way = need_motion and accumulate and (self.index.has_b_frames or self._reference_count() > 1)
+        rgb, motions, luma = self._decode_frames(gop, last, rgb_positions, need_motion, two_way)
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position in wanted.get("rgb", ()):
             out[("rgb", gop, position)] = rgb[position]
         for position in wanted.get("iframe", ()):
             out[("iframe", gop, position)] = rgb[0]
-        if need_motion and self.index.has_b_frames:
-            out.update(self._trace_two_way(gop, wanted, rgb, motions))
+        if two_way:
+            out.update(self._trace_two_way(gop, wanted, rgb, motions, luma))
         elif need_motion:
             out.update(self._trace_outputs(gop, wanted, rgb, motions, accumulate))
         return out
@@ -181,11 +189,23 @@ class CompressedVideo:
         types = self._picture_types(gop)
         return next((p for p in range(position + 1, len(types)) if types[p] != "B"), None)
 
+    def _reference_count(self) -> int:
+        """How many reference pictures a past vector may point to (1 but for H.264)."""
+        if self.index.codec != "h264":
+            return 1
+        if self._references is None:
+            stream = self._open()[1]
+            self._references = max_reference_frames(stream.codec_context.extradata) or _UNKNOWN_REFERENCES
+        return self._references
+
     def _decode_frames(
-        self, gop: int, last: int, rgb_positions: set[int], need_motion: bool
-    ) -> tuple[dict[int, np.ndarray], list[np.ndarray | None]]:
-        """Decode the GOP up to `last`: RGB of `rgb_positions`, and the exported vectors of every frame if asked."""
+        self, gop: int, last: int, rgb_positions: set[int], need_motion: bool, keep_luma: bool = False
+    ) -> tuple[dict[int, np.ndarray], list[np.ndarray | None], dict[int, np.ndarray]]:
+        """Decode the GOP up to `last`: RGB of `rgb_positions`, the exported vectors of every frame if asked, and
+        (`keep_luma`, several reference pictures) the luma plane of every frame."""
         rgb: dict[int, np.ndarray] = {}
+        luma: dict[int, np.ndarray] = {}
+        keep_luma = keep_luma and self._reference_count() > 1
         motions: list[np.ndarray | None] = []
         for position, frame in enumerate(self._frames_of_gop(gop, last)):
             if (frame.width, frame.height) != (self.width, self.height):
@@ -199,7 +219,11 @@ class CompressedVideo:
                 motions.append(vectors.to_ndarray() if vectors is not None else None)
             if position in rgb_positions:
                 rgb[position] = self._to_rgb(frame)
-        return rgb, motions
+            if keep_luma and frame.format.name in _LUMA_FORMATS:
+                plane = frame.planes[0]
+                rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+                luma[position] = rows[: self.height, : self.width].copy()
+        return rgb, motions, luma
 
     def _trace_outputs(
         self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[np.ndarray | None],
@@ -220,32 +244,50 @@ class CompressedVideo:
         return out
 
     def _trace_two_way(
-        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[np.ndarray | None]
+        self, gop: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray], motions: list[np.ndarray | None],
+        luma: dict[int, np.ndarray],
     ) -> dict[tuple[str, int, int], np.ndarray]:
-        """Accumulated mv / residual of a GOP with B-frames: reference pictures first, then each B-frame asked for."""
+        """Accumulated mv / residual of a GOP with B-frames or several references: the maps of the reference
+        pictures first, then those of the B-frames asked for (with the other B-frames of their run, which may be
+        references too: H.264's B-pyramid), then each picture's arrays."""
         trace = self._reset_trace()
         types = self._picture_types(gop)[: len(motions)]
-        maps = {0: trace.source.copy()}  # the map of every reference picture, display order
+        maps = {0: trace.source.copy()}  # the map of every traced picture, by display position
         for position in range(1, len(motions)):
             if types[position] != "B":
-                trace.follow(block_motion(motions[position]))
+                groups = self._by_reference(position, block_motion(motions[position], -1, True), maps, luma, -1)
+                trace.follow_both_ways(groups)
+                maps[position] = trace.source.copy()
+        asked = sorted(set(wanted.get("mv", ())) | set(wanted.get("residual", ())))
+        for run in _b_runs(types, [p for p in asked if types[p] == "B"]):
+            for position in _bisection_order(run):
+                past = self._by_reference(position, block_motion(motions[position], -1, True), maps, luma, -1)
+                future = self._by_reference(position, block_motion(motions[position], +1, True), maps, luma, +1)
+                trace.follow_both_ways(past, future)
                 maps[position] = trace.source.copy()
         prediction = np.empty((self.height, self.width, 3), np.uint8) if wanted.get("residual") else None
         out: dict[tuple[str, int, int], np.ndarray] = {}
-        for position in sorted(set(wanted.get("mv", ())) | set(wanted.get("residual", ()))):
-            if position in maps:
-                np.copyto(trace.source, maps[position])
-            else:
-                previous = maps[max(p for p in maps if p < position)]
-                following = self._next_reference(gop, position)
-                trace.follow_both_ways(
-                    block_motion(motions[position], -1, keep_static=True),
-                    block_motion(motions[position], +1, keep_static=True),
-                    previous,
-                    maps.get(following) if following is not None else None,
-                )
+        for position in asked:
+            np.copyto(trace.source, maps[position])
             out.update(self._trace_arrays(gop, position, wanted, rgb, rgb.get(0), prediction))
         return out
+
+    def _by_reference(
+        self, position: int, blocks: BlockMotion, maps: dict[int, np.ndarray], luma: dict[int, np.ndarray],
+        direction: int,
+    ) -> list[tuple[BlockMotion, np.ndarray]]:
+        """`blocks` grouped by the traced picture (of the stream's reference count, nearest first, in `direction`)
+        whose luma at the block's source differs least from the decoded block: (blocks, map) pairs, nearest first.
+
+        FFmpeg exports a vector's direction, not its reference picture; ties go to the nearest picture."""
+        candidates = sorted((p for p in maps if (p - position) * direction > 0), key=lambda p: abs(p - position))
+        candidates = candidates[: self._reference_count()]
+        if not candidates:
+            return []
+        if len(candidates) < 2 or not len(blocks) or position not in luma or any(p not in luma for p in candidates):
+            return [(blocks, maps[candidates[0]])]
+        choice = reference_errors(blocks, luma[position], [luma[p] for p in candidates]).argmin(axis=0)
+        return [(blocks[choice == k], maps[p]) for k, p in enumerate(candidates) if k == 0 or (choice == k).any()]
 
     def _reset_trace(self) -> MotionTrace:
         """The reader's reusable trace, back at the identity map."""
@@ -353,3 +395,27 @@ class CompressedVideo:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
+def _b_runs(types: str, positions: Sequence[int]) -> list[list[int]]:
+    """The runs of consecutive B-frames (display order) that hold any of `positions`."""
+    runs: dict[int, list[int]] = {}
+    for position in positions:
+        start = position
+        while start > 0 and types[start - 1] == "B":
+            start -= 1
+        if start not in runs:
+            end = position
+            while end + 1 < len(types) and types[end + 1] == "B":
+                end += 1
+            runs[start] = list(range(start, end + 1))
+    return [runs[start] for start in sorted(runs)]
+
+
+def _bisection_order(run: list[int]) -> list[int]:
+    """The middle picture of a run (the earlier of two) first, then each half the same way: where x264 puts a
+    B-pyramid's reference pictures, so they are traced before the B-frames that use them."""
+    if not run:
+        return []
+    middle = (len(run) - 1) // 2
+    return [run[middle]] + _bisection_order(run[:middle]) + _bisection_order(run[middle + 1 :])
