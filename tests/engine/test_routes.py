@@ -77,3 +77,13 @@ def test_a_fused_term_needs_every_stream_trainable_and_sizes_each_strategy_by_it
     strategies = build_strategies(config, model, STREAMS, [64, 32, 32, 0], {**routes, "residual": (2,)})
     assert list(strategies) == ["iframe", "mv", "fused", "residual"]
     assert [strategies[o].num_teachers for o in ("iframe", "mv", "fused")] == [2, 1, 1]
+
+
+def test_normalised_fused_logits_are_the_weighted_mean_like_a_normalised_fused_teacher():
+    model = build_coviar({m: "cnn_tiny" for m in STREAMS}, 3).eval()
+    objective = StreamObjective(model, STREAMS, {"fused": _Recorder()}, {"fused": (0,)}, normalise_fused=True)
+    sample = {m: torch.randn(2, 1, c, 32, 32) for m, c in zip(STREAMS, (3, 2, 3))}
+    _, logits, _ = objective(sample, torch.zeros(2, dtype=torch.long), torch.zeros(1, 2, 3))
+    with torch.no_grad():
+        streams = model.forward_streams(sample)
+    torch.testing.assert_close(logits["fused"], (2 * streams["iframe"] + streams["mv"] + streams["residual"]) / 4)

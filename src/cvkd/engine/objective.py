@@ -21,6 +21,7 @@ class StreamObjective(nn.Module):
     plain supervised training, so teachers and students share one code path (and one DDP wrapper). `strategies` are
     keyed by student output: a trainable stream, or `fused` (a term on the fused logits of all streams); `routes`
     gives the teachers (indices into the teacher logits) an output learns from, every teacher for one it leaves out.
+    With `normalise_fused` the fused logits are divided by the sum of the fusion weights, as a fused teacher's are.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class StreamObjective(nn.Module):
         trainable: Sequence[str],
         strategies: Mapping[str, DistillStrategy],
         routes: Mapping[str, Sequence[int]] | None = None,
+        normalise_fused: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -36,6 +38,7 @@ class StreamObjective(nn.Module):
         self.strategies = nn.ModuleDict(dict(strategies))
         self.outputs = tuple(self.strategies)
         self.routes = {output: tuple(route) for output, route in (routes or {}).items()}
+        self.fused_scale = 1.0 / sum(model.fusion_weights.values()) if normalise_fused else 1.0
         self.uses_features = any(s.uses_features for s in self.strategies.values())
 
     def routed(self, output: str, items):
@@ -65,7 +68,7 @@ class StreamObjective(nn.Module):
             else:
                 logits[modality], features[modality] = stream(sample[modality]), None
         if FUSED in self.strategies:
-            logits[FUSED] = self.model.fuse(logits)
+            logits[FUSED] = self.model.fuse(logits) * self.fused_scale
         for output, strategy in self.strategies.items():
             parts[output] = strategy(
                 logits[output].float(), self.routed(output, teacher_logits), labels, features.get(output),
