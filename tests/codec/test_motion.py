@@ -1,4 +1,4 @@
-"""MotionTrace against a per-pixel reference written straight from REFERENCE.md section 2."""
+"""MotionTrace against a per-pixel reference written straight from the definition (docs/method.md, "Accumulation")."""
 
 from __future__ import annotations
 

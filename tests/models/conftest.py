@@ -8,7 +8,7 @@ import pytest
 import torch
 
 CHANNELS = {"iframe": 3, "rgb": 3, "mv": 2, "residual": 3}
-"""Input channels per modality, as REFERENCE section 2 defines them."""
+"""Input channels per modality (docs/method.md, "Value mappings")."""
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from cvkd.report.profile import (
     profile_streams,
 )
 
-# ImageNet (1000-class, 3-channel) figures at 224x224 quoted in REFERENCE sections 1 and 6.
+# ImageNet (1000-class, 3-channel) figures at 224x224 (docs/method.md, "The system" and "Cost accounting").
 RESNET18_GMACS = 1.814
 RESNET152_GMACS = 11.514
 RESNET18_PARAMS = 11_689_512
