@@ -1,5 +1,6 @@
 """`cvkd compare`: seeds grouped with the right mean, the composed teacher's accuracy, cached metrics reused, outputs
-written, variants and verdicts worded from the configs, and one-line errors for bad runs.
+written (Markdown, CSV, JSON, chart) with paired differences, variants and verdicts worded from the configs and the
+intervals, and one-line errors for bad runs.
 
 Tiny real runs (cnn_tiny streams, one epoch, a 3-class synthetic dataset) are trained once for the module.
 """
@@ -25,11 +26,13 @@ from cvkd.runs.folder import load_run
 from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import train
 from cvkd.errors import ConfigError
-from cvkd.report.compare import CompareRow, Comparison, CompareSettings, compare_runs, verdict
+from cvkd.report.compare import CompareRow, CompareSettings, build_comparison, compare_runs
+from cvkd.report.environment import command_line
 from cvkd.report.composed_teacher import compose_teacher, composed_metrics
-from cvkd.report.model_costs import ModelProfile
-from cvkd.report.profile import StreamCosts, cost_report
+from cvkd.report.model_profile import ModelProfile
+from cvkd.report.cost_accounting import StreamCosts, cost_report
 from cvkd.report.variants import Variant, describe_streams, group_by_seed
+from cvkd.scores.statistics import paired_difference
 
 SEGMENTS, CROPS = 2, 1
 TAG = f"test_{SEGMENTS}x{CROPS}"
@@ -92,6 +95,11 @@ def fused_top1_from_json(run: Path) -> float:
     return json.loads((run / f"eval_{TAG}.json").read_text())["metrics"]["fused"]["top1"]
 
 
+def fused_correct_from_npz(run: Path) -> np.ndarray:
+    archive = np.load(run / f"eval_{TAG}_fused.npz")
+    return (archive["scores"].argmax(axis=1) == archive["labels"]).astype(int)
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -104,8 +112,19 @@ def test_seeds_share_a_row_with_the_mean_of_their_runs(lab):
     assert no_kd.runs == ["nokd_s0", "nokd_s1"] and no_kd.seeds == [0, 1] and no_kd.n == 2
     by_hand = [fused_top1_from_json(runs["nokd0"]), fused_top1_from_json(runs["nokd1"])]
     assert no_kd.mean == pytest.approx(statistics.fmean(by_hand))
-    assert (no_kd.low, no_kd.high) == (min(by_hand), max(by_hand))
-    assert comparison.delta(no_kd) == pytest.approx(no_kd.mean - comparison.teacher.mean)
+    assert no_kd.sd == pytest.approx(abs(by_hand[0] - by_hand[1]) / 2 ** 0.5)  # ddof 1 of two values
+    assert no_kd.correct.tolist() == [fused_correct_from_npz(runs["nokd0"]).tolist(),
+                                      fused_correct_from_npz(runs["nokd1"]).tolist()]
+    assert comparison.videos == no_kd.correct.shape[1] == comparison.teacher.correct.shape[1]
+    # Paired differences: every student vs the teacher; KD vs no KD; multi-teacher vs no KD and KD.
+    pairs = [(d.row.variant, d.baseline.variant) for d in comparison.differences]
+    kd, mkd = comparison.rows[2].variant, comparison.rows[3].variant
+    assert pairs == [("no KD", "CoViAR teacher"), (kd, "CoViAR teacher"), (kd, "no KD"), (mkd, "CoViAR teacher"),
+                     (mkd, "no KD"), (mkd, kd)]
+    versus_teacher = comparison.differences[0]
+    assert versus_teacher.interval.estimate == pytest.approx(no_kd.mean - comparison.teacher.mean)
+    assert versus_teacher.interval == paired_difference(no_kd.correct, comparison.teacher.correct)
+    assert len(versus_teacher.tests) == 2  # one McNemar test per seed of no KD against the one teacher
     assert no_kd.streams == "iframe cnn_tiny, mv cnn_tiny*, residual cnn_tiny*"
     # Every model here has three cnn_tiny streams with 3 classes: equal costs, ratio 1.
     ratios = comparison.ratios(comparison.rows[3])
@@ -159,7 +178,8 @@ def test_cli_prints_the_table_and_writes_md_csv_png(lab, tmp_path, capsys):
     markdown = (out / "compare.md").read_text()
     assert markdown.strip() in printed
     assert "| CoViAR teacher |" in markdown and "GMACs (multiply-accumulates)" in markdown
-    assert "Verdict: avg_targets (3 teachers: iframe, mv, residual)" in markdown
+    assert "Verdict (a difference is real only when its 95 % interval excludes 0): avg_targets (3 teachers" in markdown
+    assert "## Paired differences" in markdown and "| no KD | CoViAR teacher | " in markdown
     with open(out / "compare.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["kind"] for row in rows] == ["teacher", "none", "single", "multi"]
@@ -167,6 +187,18 @@ def test_cli_prints_the_table_and_writes_md_csv_png(lab, tmp_path, capsys):
     expected = statistics.fmean([fused_top1_from_json(runs["nokd0"]), fused_top1_from_json(runs["nokd1"])])
     assert float(rows[1]["top1_mean"]) == pytest.approx(expected)
     assert rows[1]["seeds"] == "0;1" and rows[1]["n"] == "2" and rows[1]["latency_ms"] == ""
+    document = json.loads((out / "compare.json").read_text())
+    videos = len(fused_correct_from_npz(runs["nokd0"]))
+    assert document["videos"] == videos and f"Test set: {videos} videos" in markdown
+    assert [row["top1_mean"] for row in document["rows"]] == pytest.approx([float(row["top1_mean"]) for row in rows])
+    assert document["rows"][1]["seeds"] == [0, 1] and document["verdict"] in markdown
+    first = document["differences"][0]
+    assert (first["row"], first["baseline"]) == ("no KD", "CoViAR teacher")
+    assert f"| {first['difference']:+.2f} | [{first['low']:+.2f}, {first['high']:+.2f}] |" in markdown
+    environment = document["environment"]
+    assert environment["command"] == command_line()  # this process's command line (pytest's, here)
+    assert set(environment["versions"]) == {"cvkd", "torch", "torchvision", "av", "numpy", "python"}
+    assert f"Command: `{environment['command']}`" in markdown and environment["torch_threads"] == 1
     png = (out / "compare.png").read_bytes()
     assert png[:8] == PNG_SIGNATURE and len(png) > 1000
 
@@ -237,31 +269,51 @@ def test_variant_labels(strategy, teachers, label, kind):
     assert (variant.label, variant.kind) == (label, kind)
 
 
-def made_up_row(variant: str, kind: str, top1: list[float]) -> CompareRow:
+def made_up_row(variant: str, kind: str, right: list, videos: int = 400) -> CompareRow:
+    """A row whose run i gets the first `right[i]` of `videos` test videos right (or gives its 0/1 list)."""
     costs = cost_report(StreamCosts(1, 1, 1), StreamCosts(1, 1, 1))
     profile = ModelProfile(variant, {"iframe": "x", "mv": "x", "residual": "x"}, 3, 32, costs)
-    return CompareRow(variant, kind, "", [variant], list(range(len(top1))), top1, profile)
+    correct = np.array([[1] * run + [0] * (videos - run) if isinstance(run, int) else run for run in right])
+    return CompareRow(variant, kind, "", [variant], list(range(len(right))), correct, profile)
 
 
-def made_up_comparison(*rows: CompareRow) -> Comparison:
-    return Comparison([made_up_row("CoViAR teacher", "teacher", [90.0]), *rows], Protocol(), 224, 12, 1)
+def made_up_verdict(*rows: CompareRow) -> str:
+    comparison = build_comparison([made_up_row("CoViAR teacher", "teacher", [360]), *rows], Protocol(), 224, 12,
+                                  resamples=2000)
+    return comparison.verdict()
 
 
-def test_verdict_says_when_multi_teacher_kd_helps_beyond_the_spread():
-    text = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0, 81.0]),
-                                      made_up_row("KD (1 teacher: iframe)", "single", [82.0, 83.0]),
-                                      made_up_row("mkd", "multi", [85.0, 86.0])))
-    assert "mkd beats no KD on the mean (+5.00 points, 2 vs 2 seeds): beyond the seed spread" in text
-    assert "mkd beats KD (1 teacher: iframe) on the mean (+3.00 points" in text
-    assert "So mkd helps, by more than the seed spread." in text
+def test_verdict_says_when_multi_teacher_kd_helps_beyond_noise():
+    # 400 videos: no KD 50 %, KD 60 %, multi-teacher 75 %; the multi-teacher run is right wherever the others are,
+    # so the differences are 25 and 15 points with standard errors near 2.2 and 1.8: both intervals exclude 0.
+    text = made_up_verdict(made_up_row("no KD", "none", [200]), made_up_row("KD (1 teacher: iframe)", "single", [240]),
+                           made_up_row("mkd", "multi", [300]))
+    assert "mkd vs no KD: +25.00 points [+2" in text and "real: ahead" in text
+    assert "mkd vs KD (1 teacher: iframe): +15.00 points" in text
+    assert "mkd vs CoViAR teacher: -15.00 points" in text and "real: behind" in text
+    assert "So mkd helps: ahead of every baseline beyond noise." in text
 
 
-def test_verdict_says_when_multi_teacher_kd_does_not_help():
-    text = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0, 84.0]),
-                                      made_up_row("KD (1 teacher: iframe)", "single", [83.0, 85.0]),
-                                      made_up_row("mkd", "multi", [81.0, 84.0])))
-    assert "mkd beats no KD on the mean (+0.50 points, 2 vs 2 seeds): within the seed spread" in text
-    assert "mkd does not beat KD (1 teacher: iframe) on the mean (-1.50 points" in text
-    assert "So mkd does not help over every baseline here." in text
-    lone = verdict(made_up_comparison(made_up_row("no KD", "none", [80.0])))
+def test_verdict_says_within_noise_when_an_interval_holds_zero():
+    # mkd vs KD: 24 videos only mkd gets right, 20 only KD: +1 point with a standard error of
+    # sqrt((44/400 - 0.01^2) / 400) = 1.66 points, so the interval holds 0. mkd vs no KD: +16 points, real.
+    mkd = [1] * 220 + [0] * 20 + [1] * 24 + [0] * 136
+    text = made_up_verdict(made_up_row("no KD", "none", [180, 184]),
+                           made_up_row("KD (1 teacher: iframe)", "single", [240]),
+                           made_up_row("mkd", "multi", [mkd]))
+    assert "mkd vs KD (1 teacher: iframe): +1.00 points" in text and "within noise" in text
+    assert ("So mkd is not shown to help over every baseline: ahead of no KD beyond noise; within noise of KD "
+            "(1 teacher: iframe).") in text
+    # -5 points from 20 videos only no KD gets right: standard error 1.09 points, the interval excludes 0.
+    behind = made_up_verdict(made_up_row("no KD", "none", [200]), made_up_row("mkd", "multi", [180]))
+    assert "So mkd is not shown to help over every baseline: behind no KD beyond noise." in behind
+    lone = made_up_verdict(made_up_row("no KD", "none", [200]))
     assert "no multi-teacher run" in lone
+
+
+def test_rows_sharing_a_label_are_named_after_their_first_run():
+    rows = [made_up_row("CoViAR teacher", "teacher", [360]), made_up_row("mkd", "multi", [300]),
+            made_up_row("mkd", "multi", [310])]
+    rows[1].runs, rows[2].runs = ["compact"], ["paper"]
+    comparison = build_comparison(rows, Protocol(), 224, 12, resamples=200)
+    assert [row.variant for row in comparison.rows] == ["CoViAR teacher", "mkd [compact]", "mkd [paper]"]

@@ -1,4 +1,8 @@
-"""The comparison as Markdown, CSV and a bar chart (accuracy with its seed spread, costs written on each bar)."""
+"""The comparison as Markdown, CSV, JSON and a chart (accuracy with its 95 % interval; paired differences with theirs).
+
+All four are written from the same `Comparison`, so they show the same figures; Markdown and JSON also record the
+statistics settings and the environment (versions, threads, command, machine).
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,36 @@ from pathlib import Path
 
 import numpy as np
 
-from cvkd.fileio import atomic_write_text
-from cvkd.report.compare import Comparison, CompareRow, verdict
-from cvkd.report.model_costs import UNIT_NOTE, format_ratio
+from cvkd.fileio import atomic_write_json, atomic_write_text
+from cvkd.report.compare import Comparison, CompareRow
+from cvkd.report.differences import PairedDifference, format_interval
+from cvkd.report.environment import environment_lines
+from cvkd.report.model_profile import UNIT_NOTE, format_ratio
 from cvkd.report.plots import new_figure, save_figure
 from cvkd.report.variants import FROZEN_MARK
+from cvkd.scores.statistics import EXACT_BELOW, LEVEL, RNG_SEED
 
+JSON_FORMAT = "cvkd-compare-1"
 CSV_COLUMNS = (
-    "variant", "kind", "streams", "runs", "seeds", "n", "top1_mean", "top1_min", "top1_max", "top1_per_run",
-    "delta_vs_teacher", "params_m", "params_ratio", "gmacs_per_gop_frame", "gmacs_ratio", "gmacs_per_video",
-    "latency_ms", "latency_ratio",
+    "variant", "kind", "streams", "runs", "seeds", "n", "top1_mean", "top1_sd", "top1_low95", "top1_high95",
+    "top1_per_run", "delta_vs_teacher", "delta_low95", "delta_high95", "mcnemar_p_vs_teacher", "params_m",
+    "params_ratio", "gmacs_per_gop_frame", "gmacs_ratio", "gmacs_per_video", "latency_ms", "latency_ratio",
 )
 
 
+def statistics_note(comparison: Comparison) -> str:
+    """How the intervals and p-values were computed, in one paragraph."""
+    return (f"{LEVEL * 100:g} % intervals: percentile bootstrap over the {comparison.videos} test videos "
+            f"({comparison.resamples:,} resamples, RNG seed {RNG_SEED}), paired (one draw of videos for both models); "
+            "a row with several seeds also has its seeds resampled (hierarchical: seeds, then videos). McNemar: "
+            f"exact binomial below {EXACT_BELOW} discordant videos, chi-square with continuity correction from "
+            f"{EXACT_BELOW}; with several seeds, one test per pair of runs (seed i with seed i, or a single run with "
+            "each) and the largest p shown. A difference is real only when its interval excludes 0.")
+
+
 def _accuracy_cell(row: CompareRow) -> str:
-    """`mean [min..max]` over seeds, or the single value."""
-    if row.n == 1:
-        return f"{row.mean:.2f}"
-    return f"{row.mean:.2f} [{row.low:.2f}..{row.high:.2f}]"
+    """`mean ± sd` over seeds, or the single value."""
+    return f"{row.mean:.2f}" if row.sd is None else f"{row.mean:.2f} ± {row.sd:.2f}"
 
 
 def _ratio_cell(value: float | None) -> str:
@@ -35,39 +51,97 @@ def _ratio_cell(value: float | None) -> str:
     return "" if value is None else format_ratio(value)
 
 
+def _p_cell(difference: PairedDifference) -> str:
+    """The largest McNemar p over the pairs of runs, with its method(s): `0.0215 (exact)`."""
+    methods = "/".join(sorted({test.method for test in difference.tests}))
+    p = difference.p
+    return f"{'< 0.0001' if p < 1e-4 else f'{p:.3g}'} ({methods})"
+
+
+def _discordant_cell(difference: PairedDifference) -> str:
+    """`n10 / n01` per pair of runs: videos only the model gets right / only the other gets right."""
+    return ", ".join(f"{test.n10} / {test.n01}" for test in difference.tests)
+
+
+def _main_table(comparison: Comparison) -> list[str]:
+    """The rows: accuracy, its interval, costs and ratios."""
+    lines = [
+        "| variant | streams | runs | seeds | top-1 % | 95 % interval | params (M) | params ratio | "
+        "GMACs / frame | GMACs ratio | latency (ms) | latency ratio |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in comparison.rows:
+        ratios = comparison.ratios(row)
+        latency = row.profile.latency_ms
+        interval = "" if row.interval is None else f"[{row.interval.low:.2f}, {row.interval.high:.2f}]"
+        lines.append("| " + " | ".join([
+            row.variant, row.streams, ", ".join(row.runs), ", ".join(map(str, row.seeds)) or "-",
+            _accuracy_cell(row), interval,
+            f"{row.profile.params_m:.2f}", format_ratio(ratios["params"]),
+            f"{row.profile.gmacs_per_gop_frame:.3f}", format_ratio(ratios["macs_per_gop_frame"]),
+            "" if latency is None else f"{latency:.1f}", _ratio_cell(ratios["latency"]),
+        ]) + " |")
+    return lines
+
+
+def _differences_table(comparison: Comparison) -> list[str]:
+    """One line per paired difference."""
+    lines = [
+        "| model | vs | difference (points) | 95 % interval | McNemar p | discordant videos (model / other right) "
+        "| verdict |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for difference in comparison.differences:
+        lines.append("| " + " | ".join([
+            difference.row.variant, difference.baseline.variant, f"{difference.interval.estimate:+.2f}",
+            format_interval(difference.interval), _p_cell(difference), _discordant_cell(difference),
+            difference.words,
+        ]) + " |")
+    return lines
+
+
 def format_markdown(comparison: Comparison) -> str:
-    """The comparison table with its settings, the notes and the verdict, as Markdown."""
+    """The comparison table, the paired differences, the notes, the verdict and the environment, as Markdown."""
     protocol = comparison.protocol
-    teacher = comparison.teacher
-    timed = teacher.profile.latency is not None
+    timed = comparison.teacher.profile.latency is not None
+    videos = comparison.videos
     lines = [
         f"# Teacher vs students ({protocol.split}, {protocol.segments} segments x {protocol.crops} crop"
         f"{'s' if protocol.crops > 1 else ''})",
         "",
-        f"Top-1: fused accuracy (%) on the {protocol.split} split; for several seeds of one experiment the mean "
-        "[min..max] over the seeds. Delta: points vs the teacher.",
+        f"Test set: {videos} videos of the {protocol.split} split (one video is {100 / videos:.2f} points). "
+        "Top-1: fused accuracy (%); for several seeds of one experiment the mean ± standard deviation (ddof 1) over "
+        "the seeds, with its 95 % interval (bootstrap over seeds and videos).",
         f"Compute: {UNIT_NOTE}, per GOP-weighted frame (I + {comparison.gop - 1} (MV + R)) / {comparison.gop} "
         f"at {comparison.crop}x{comparison.crop}. Ratios: teacher / student.",
         ("Latency: median CPU time of one sample (B=1, S=1: one frame through every stream), "
          f"{comparison.num_threads} threads." if timed else "Latency: not measured (--no-latency)."),
         "",
-        "| variant | streams | runs | seeds | top-1 % | delta (points) | params (M) | params ratio | "
-        "GMACs / frame | GMACs ratio | latency (ms) | latency ratio |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_main_table(comparison),
+        "",
+        f"Streams marked `{FROZEN_MARK}` are frozen (copied from a teacher and kept fixed).",
+        "",
+        "## Paired differences",
+        "",
+        "Each student minus the teacher, and minus each simpler baseline (single-teacher KD minus no KD; "
+        "multi-teacher minus no KD and single-teacher KD), in points on the same test videos. "
+        + statistics_note(comparison),
+        "",
+        *_differences_table(comparison),
+        "",
+        comparison.verdict(),
+        "",
+        "## Environment",
+        "",
+        *[f"- {line}" for line in environment_lines(comparison.environment)],
+        "",
     ]
-    for row in comparison.rows:
-        ratios = comparison.ratios(row)
-        latency = row.profile.latency_ms
-        delta = "" if row is teacher else f"{comparison.delta(row):+.2f}"
-        lines.append("| " + " | ".join([
-            row.variant, row.streams, ", ".join(row.runs), str(row.n), _accuracy_cell(row), delta,
-            f"{row.profile.params_m:.2f}", format_ratio(ratios["params"]),
-            f"{row.profile.gmacs_per_gop_frame:.3f}", format_ratio(ratios["macs_per_gop_frame"]),
-            "" if latency is None else f"{latency:.1f}", _ratio_cell(ratios["latency"]),
-        ]) + " |")
-    lines += ["", f"Streams marked `{FROZEN_MARK}` are frozen (copied from a teacher and kept fixed).", "",
-              verdict(comparison), ""]
     return "\n".join(lines)
+
+
+def _teacher_difference(comparison: Comparison, row: CompareRow) -> PairedDifference | None:
+    """`row` minus the teacher, or None for the teacher's own row."""
+    return next((d for d in comparison.differences if d.row is row and d.baseline is comparison.teacher), None)
 
 
 def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
@@ -76,11 +150,19 @@ def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
     for row in comparison.rows:
         ratios = comparison.ratios(row)
         latency = row.profile.latency_ms
+        versus = _teacher_difference(comparison, row)
         rows.append({
             "variant": row.variant, "kind": row.kind, "streams": row.streams, "runs": ";".join(row.runs),
-            "seeds": ";".join(map(str, row.seeds)), "n": row.n, "top1_mean": row.mean, "top1_min": row.low,
-            "top1_max": row.high, "top1_per_run": ";".join(f"{value:.4f}" for value in row.top1),
-            "delta_vs_teacher": comparison.delta(row), "params_m": row.profile.params_m,
+            "seeds": ";".join(map(str, row.seeds)), "n": row.n, "top1_mean": row.mean,
+            "top1_sd": "" if row.sd is None else row.sd,
+            "top1_low95": "" if row.interval is None else row.interval.low,
+            "top1_high95": "" if row.interval is None else row.interval.high,
+            "top1_per_run": ";".join(f"{value:.4f}" for value in row.top1),
+            "delta_vs_teacher": "" if versus is None else versus.interval.estimate,
+            "delta_low95": "" if versus is None else versus.interval.low,
+            "delta_high95": "" if versus is None else versus.interval.high,
+            "mcnemar_p_vs_teacher": "" if versus is None else versus.p,
+            "params_m": row.profile.params_m,
             "params_ratio": ratios["params"], "gmacs_per_gop_frame": row.profile.gmacs_per_gop_frame,
             "gmacs_ratio": ratios["macs_per_gop_frame"],
             "gmacs_per_video": row.profile.costs.macs_per_video / 1e9,
@@ -100,14 +182,60 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def comparison_json(comparison: Comparison) -> dict:
+    """The whole comparison as JSON-ready data: settings, rows (with per-run accuracies), differences, verdict,
+    environment."""
+    protocol = comparison.protocol
+    rows = []
+    for row, flat in zip(comparison.rows, csv_rows(comparison)):
+        rows.append({
+            **{key: flat[key] for key in ("variant", "kind", "streams", "n", "top1_mean")},
+            "runs": list(row.runs), "seeds": list(row.seeds), "top1_per_run": row.top1, "top1_sd": row.sd,
+            "top1_interval": None if row.interval is None else [row.interval.low, row.interval.high],
+            "ratios": {key: _finite(value) for key, value in comparison.ratios(row).items()},
+            "profile": row.profile.as_dict(),
+        })
+    return {
+        "format": JSON_FORMAT,
+        "protocol": {"split": protocol.split, "segments": protocol.segments, "crops": protocol.crops},
+        "videos": comparison.videos, "crop": comparison.crop, "gop": comparison.gop,
+        "statistics": {"level": LEVEL, "resamples": comparison.resamples, "rng_seed": RNG_SEED,
+                       "mcnemar_exact_below": EXACT_BELOW, "note": statistics_note(comparison)},
+        "rows": rows,
+        "differences": [difference.as_dict() for difference in comparison.differences],
+        "verdict": comparison.verdict(),
+        "environment": comparison.environment,
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    """`value`, or None when it is missing or not finite (JSON has no inf or NaN)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def plot_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
-    """Bars of mean top-1 with min..max whiskers over seeds, the teacher's level dashed, params and GMACs per bar."""
+    """Left: bars of mean top-1 with their 95 % intervals, the teacher's level dashed, params and GMACs per bar.
+    Right: every paired difference with its 95 % interval against 0."""
+    rows, differences = comparison.rows, comparison.differences
+    width = max(5.0, 1.6 * len(rows) + 1.5) + (6.0 if differences else 0.0)
+    height = max(4.8, 0.35 * len(differences) + 1.8)
+    figure = new_figure(width, height)
+    grid = figure.add_gridspec(1, 2 if differences else 1, width_ratios=[max(5.0, 1.6 * len(rows) + 1.5), 6.0]
+                               if differences else None)
+    _plot_accuracies(comparison, figure.add_subplot(grid[0, 0]))
+    if differences:
+        _plot_differences(differences, figure.add_subplot(grid[0, 1]))
+    return save_figure(figure, path)
+
+
+def _plot_accuracies(comparison: Comparison, axes) -> None:
+    """Bars of mean top-1 with their 95 % intervals."""
     rows = comparison.rows
-    figure = new_figure(max(5.0, 1.6 * len(rows) + 1.5), 4.8)
-    axes = figure.add_subplot()
     positions = np.arange(len(rows))
     means = np.array([row.mean for row in rows])
-    whiskers = np.array([[row.mean - row.low for row in rows], [row.high - row.mean for row in rows]])
+    lows = np.array([row.mean if row.interval is None else row.interval.low for row in rows])
+    highs = np.array([row.mean if row.interval is None else row.interval.high for row in rows])
+    whiskers = np.array([np.maximum(means - lows, 0.0), np.maximum(highs - means, 0.0)])
     colours = ["tab:gray" if row is comparison.teacher else "tab:blue" for row in rows]
     bars = axes.bar(positions, means, color=colours, yerr=whiskers, capsize=4, ecolor="black")
     axes.bar_label(bars, labels=[f"{row.mean:.1f}" + (f" (n={row.n})" if row.n > 1 else "") for row in rows],
@@ -117,12 +245,28 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
               f"{row.profile.gmacs_per_gop_frame:.3g} GMACs/frame" for row in rows]
     axes.set_xticks(positions, labels=labels, fontsize=7)
     axes.set_ylabel(f"{comparison.protocol.split} top-1 (%)")
-    top = max(row.high for row in rows)
+    top = float(highs.max())
     axes.set_ylim(0, min(105.0, math.ceil(top / 10 + 1) * 10) if top > 0 else 1.0)
     axes.grid(axis="y", alpha=0.3)
-    axes.set_title("Teacher vs students: top-1 (whiskers: min..max over seeds)\n"
+    axes.set_title(f"Top-1 on {comparison.videos} test videos (whiskers: 95 % interval)\n"
                    "under each bar: parameters, GMACs per GOP-weighted frame", fontsize=9)
-    return save_figure(figure, path)
+
+
+def _plot_differences(differences: list[PairedDifference], axes) -> None:
+    """Each paired difference as a point with its 95 % interval; real ones (interval excludes 0) in colour."""
+    positions = np.arange(len(differences))[::-1]
+    for position, difference in zip(positions, differences):
+        interval = difference.interval
+        colour = ("tab:green" if interval.estimate > 0 else "tab:red") if difference.real else "tab:gray"
+        axes.errorbar(interval.estimate, position, xerr=[[interval.estimate - interval.low],
+                                                         [interval.high - interval.estimate]],
+                      fmt="o", color=colour, capsize=3)
+    axes.axvline(0.0, color="black", linewidth=1)
+    axes.set_yticks(positions, labels=[f"{_wrap(d.row.variant, 40)}\n  − {d.baseline.variant}" for d in differences],
+                    fontsize=6)
+    axes.set_xlabel("difference of top-1 (points)")
+    axes.grid(axis="x", alpha=0.3)
+    axes.set_title("Paired differences (95 % interval; colour: excludes 0)", fontsize=9)
 
 
 def _wrap(text: str, width: int = 18) -> str:
@@ -137,8 +281,10 @@ def _wrap(text: str, width: int = 18) -> str:
 
 
 def write_outputs(comparison: Comparison, out: str | os.PathLike) -> list[Path]:
-    """Write compare.md, compare.csv and compare.png into `out`; return their paths."""
+    """Write compare.md, compare.csv, compare.json and compare.png into `out`; return their paths."""
     out = Path(out)
-    markdown = out / "compare.md"
+    markdown, document = out / "compare.md", out / "compare.json"
     atomic_write_text(markdown, format_markdown(comparison))
-    return [markdown, write_csv(comparison, out / "compare.csv"), plot_comparison(comparison, out / "compare.png")]
+    atomic_write_json(document, comparison_json(comparison))
+    return [markdown, write_csv(comparison, out / "compare.csv"), document,
+            plot_comparison(comparison, out / "compare.png")]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from cvkd.modalities import FUSED
+from cvkd.scores.files import ScoreSet
 from cvkd.scores.fusion import fuse
 from cvkd.scores.metrics import Metrics, summarize
 from cvkd.engine.protocol import CachedEvaluation
@@ -68,12 +70,17 @@ def compose_teacher(runs: Sequence[LoadedRun]) -> ComposedTeacher:
     return ComposedTeacher(model, first.class_names, {m: sources[m] for m in model.modalities})
 
 
-def composed_metrics(teacher: ComposedTeacher, evaluations: Mapping[Path, CachedEvaluation]) -> Metrics:
-    """Accuracy of the composed teacher from the per-stream scores of its runs (keyed by checkpoint path)."""
+def composed_scores(teacher: ComposedTeacher, evaluations: Mapping[Path, CachedEvaluation]) -> ScoreSet:
+    """Per-video fused logits of the composed teacher from the per-stream scores of its runs (keyed by checkpoint)."""
     runs = teacher.runs
     if len(runs) == 1:
-        return evaluations[runs[0].checkpoint].metrics["fused"]
+        return evaluations[runs[0].checkpoint].scores(FUSED)
     modalities = teacher.model.modalities
     score_sets = [evaluations[teacher.sources[m].checkpoint].scores(m) for m in modalities]
-    fused = fuse(score_sets, [teacher.model.fusion_weights[m] for m in modalities])
+    return fuse(score_sets, [teacher.model.fusion_weights[m] for m in modalities])
+
+
+def composed_metrics(teacher: ComposedTeacher, evaluations: Mapping[Path, CachedEvaluation]) -> Metrics:
+    """Accuracy of the composed teacher from the per-stream scores of its runs (keyed by checkpoint path)."""
+    fused = composed_scores(teacher, evaluations)
     return summarize(fused.scores, fused.labels)
