@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cvkd.config import load_config
+from cvkd.data.folder import dataset_digest
 from cvkd.data.synthetic import generate_synthetic
 from cvkd.distill.strategies import available_strategies
 from cvkd.engine.teachers import split_spec
@@ -95,6 +96,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     table: str = ""
     report: list[Path] = field(default_factory=list)
+    data_digest: str = ""  # SHA-256 of the generated benchmark: equal digests, equal data
 
 
 def recipe_config(
@@ -134,6 +136,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
     size = settings.benchmark
     generate_synthetic(result.data, classes=size.classes, videos_per_class=size.videos_per_class, seed=0,
                        progress=progress, val_per_class=size.val, test_per_class=size.test)
+    result.data_digest = dataset_digest(result.data)
+    say(f"      data digest {result.data_digest[:16]} ({size.classes} classes; per class {size.train} train, "
+        f"{size.val} val, {size.test} test videos)")
     result.seconds["data"] = time.perf_counter() - started
 
     teacher_config = recipe_config(TEACHERS, out, settings)

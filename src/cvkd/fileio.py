@@ -115,3 +115,10 @@ def atomic_write_text(final: str | os.PathLike, text: str) -> None:
 def atomic_write_json(final: str | os.PathLike, payload: Any) -> None:
     """Write `payload` as indented JSON to `final` atomically."""
     atomic_write_text(final, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def update_digest(digest: Any, path: str | os.PathLike, chunk: int = 1 << 20) -> None:
+    """Feed a file's bytes into a hashlib digest, a chunk at a time."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + result.table)
     print(f"demo finished in {time.perf_counter() - started:.0f} s "
           f"({', '.join(f'{step} {seconds:.0f} s' for step, seconds in result.seconds.items())})")
-    print(f"  data:        {result.data} (contact sheet: {result.data / 'contact_sheet.png'})")
+    print(f"  data:        {result.data} (digest {result.data_digest[:16]}; contact sheet: "
+          f"{result.data / 'contact_sheet.png'})")
     print(f"  checkpoints: {result.teacher.parent}/*/best.pt (logs: log.jsonl, configs: config.yaml)")
     print(f"  report:      {', '.join(str(path) for path in result.report)}")
     return 0

@@ -12,6 +12,7 @@ import torch
 from cvkd.config import config_from_dict
 from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
 from cvkd.runs.schema import RunConfig
+from cvkd.fileio import update_digest
 from cvkd.errors import CheckpointError, CvkdError
 from cvkd.modalities import resolve_fusion_weights
 from cvkd.models.coviar import CoViAR, build_coviar
@@ -59,6 +60,9 @@ def build_model(config: RunConfig, num_classes: int, pretrained: bool = True) ->
         weights=weights,
         dropout=model_cfg.dropout,
     )
+    if model_cfg.mv_first_conv == "random":
+        for stream in model.streams.values():
+            stream.redraw_first_conv()
     if model_cfg.trunk == "shared":
         model = share_trunk(model)
         check_whole_stream_options(model, model_cfg.frozen, model_cfg.init)
@@ -85,7 +89,5 @@ def load_run(run_or_checkpoint: str | os.PathLike, device: str | torch.device = 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
+    update_digest(digest, path, chunk)
     return digest.hexdigest()
