@@ -69,3 +69,15 @@ def test_learns_to_trust_the_teacher_that_is_always_right():
     with torch.no_grad():
         out = strategy(student, teachers, labels)
     assert float(out.teacher_weights[0]) > 0.9
+
+
+def test_non_uniform_weights_give_the_kl_to_the_weighted_mixture():
+    strategy = create_strategy("meta_mixture", 3, num_classes=4, temperature=2.0, alpha=0.0, meta_weight=0.0)
+    bias = [0.5, -1.0, 0.2]
+    with torch.no_grad():
+        strategy.weight_net.layers[-1].bias.copy_(torch.tensor(bias))  # last weight matrix is zero: w = softmax(bias)
+    w = np.exp(bias) / np.exp(bias).sum()
+    target = np.tensordot(w, softmax(TEACHERS, 2.0), axes=1)  # sum_k w_k p_k^T, per sample
+    out = strategy(tensor(STUDENT), tensor(TEACHERS), torch.tensor(LABELS))
+    assert_close(out.teacher_weights, w)
+    assert_close(out.loss, 4.0 * kl(target, softmax(STUDENT, 2.0)).mean())
