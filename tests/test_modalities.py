@@ -12,7 +12,7 @@ from cvkd.data.transforms import CHANNELS, TRAIN_SCALES, normalise
 from cvkd.errors import ConfigError
 from cvkd.modalities import DEFAULT_FUSION_WEIGHTS, MODALITIES, STREAMS, resolve_fusion_weights
 from cvkd.models.registry import MODALITIES as MODEL_STREAMS
-from cvkd.report.profile import STREAM_TITLES, STREAMS as COST_STREAMS
+from cvkd.report.cost_accounting import STREAM_TITLES, STREAMS as COST_STREAMS
 from cvkd.runs.folder import build_model
 from cvkd.runs.schema import RunConfig
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from clips import encode, pan
 
 CLIP_SIZE = (64, 48)  # width, height
@@ -14,9 +13,8 @@ CLIP_GOP = 12  # GOPs start at frames 0, 12, 24
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("CVKD_CACHE_DIR", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
+def _private_cache(fresh_cache) -> None:
+    """Every test here gets a cvkd cache of its own (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,12 @@ no loader workers, one thread.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import pytest
-from isolation import isolated_environment
 import torch
 
 from cvkd.config import load_config
@@ -34,18 +30,10 @@ TINY_RUN = (
     "device=cpu", "optim.layer_lr=uniform", "optim.lr=3e-3", "optim.epochs=2", "data.crop_size=48",
     "data.workers=0", "data.segments=2", "data.val_segments=2", "data.batch_size=6", "model.streams={mv: cnn_tiny}",
 )
-SUBPROCESS_TIMEOUT = 240  # seconds; no test subprocess may hang the suite
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _engine_environment(tmp_path_factory) -> Iterator[None]:
-    """One thread, and a private video-index cache (also for subprocesses, which inherit the environment)."""
-    with isolated_environment(tmp_path_factory.mktemp("index_cache")):
-        yield
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory, _engine_environment) -> Path:
+def data_root(tmp_path_factory, _isolated_session) -> Path:
     """The session's tiny synthetic dataset."""
     root = tmp_path_factory.mktemp("synthetic")
     generate_synthetic(root, classes=CLASSES, videos_per_class=VIDEOS_PER_CLASS, size=(64, 64), frames=13, seed=0,
@@ -132,51 +120,3 @@ def final_weights() -> Callable[[Path], dict[str, torch.Tensor]]:
 def assert_same_tensors() -> Callable[[dict, dict], None]:
     """assert_same_tensors(a, b): same keys, bit-identical tensors."""
     return _assert_same_tensors
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the process group a `start_new_session` child leads (the child and anything it started)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # the group is gone: every process in it has ended
-        pass
-    process.wait()
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[[Sequence[str], Path], subprocess.Popen]]:
-    """spawn(command, cwd): start a command in its own process group; any still running at teardown is killed."""
-    started: list[subprocess.Popen] = []
-
-    def start(command: Sequence[str], cwd: Path) -> subprocess.Popen:
-        started.append(_start(command, cwd))
-        return started[-1]
-
-    yield start
-    for process in started:
-        _kill_group(process)
-
-
-@pytest.fixture(scope="session")
-def run_command() -> Callable[[Sequence[str], Path], subprocess.CompletedProcess]:
-    """run_command(command, cwd): run to completion; on timeout kill its whole process group and fail the test."""
-
-    def run(command: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-        process = _start(command, cwd)
-        try:
-            stdout, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            stdout, stderr = process.communicate()
-            pytest.fail(f"{' '.join(command[:6])} ... did not finish in {SUBPROCESS_TIMEOUT} s\n{stderr[-2000:]}")
-        finally:
-            _kill_group(process)
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-    return run
-
-
-def _start(command: Sequence[str], cwd: Path) -> subprocess.Popen:
-    """Popen in a new session (so the child and everything it starts can be killed together), text pipes."""
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)

@@ -1,24 +1,13 @@
-"""Shared fixtures for the hardening tests: a private index cache, one thread, tiny real clips, subprocess helpers."""
+"""Shared fixtures for the hardening tests: tiny real clips (isolation and subprocess helpers: tests/conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
-from isolation import isolated_environment
 from clips import encode, encode_with_pyav, moving_square, pan
-from hardening.processes import kill_group, start_process
 
 CLIP_SIZE = (64, 48)  # width, height
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _hardening_environment(tmp_path_factory) -> Iterator[None]:
-    """One thread and a private video-index cache, also for the subprocesses (they inherit the environment)."""
-    with isolated_environment(tmp_path_factory.mktemp("index_cache")):
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -35,17 +24,3 @@ def clean_clips(tmp_path_factory) -> dict[str, Path]:
         "h264.mkv": encode_with_pyav(pan(CLIP_SIZE, 20, (1, 0)), folder / "h264.mkv", codec="libx264",
                                      container_format="matroska", gop=12, b_frames=2),
     }
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
-    """spawn(command, cwd, **popen_kwargs): start a process group; any still running at teardown is killed."""
-    started: list[subprocess.Popen] = []
-
-    def start(command: Sequence[str], cwd: Path, **kwargs) -> subprocess.Popen:
-        started.append(start_process(command, cwd, **kwargs))
-        return started[-1]
-
-    yield start
-    for process in started:
-        kill_group(process)

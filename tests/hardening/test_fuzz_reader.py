@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from hardening.fuzzing import FOREIGN_ERROR, HANDLED, Variant, exercise, plan_variants, variant_dicts
-from hardening.processes import kill_group, start_process
+from processes import kill_group, start_process
 
 WORKER = Path(__file__).with_name("fuzzing.py")
 PER_CLIP = int(os.environ.get("CVKD_FUZZ_PER_CLIP", "80"))  # 5 clips -> 400 variants, ~5 s on one core

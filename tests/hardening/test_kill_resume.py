@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 import torch
 from clips import encode_with_pyav, moving_square, pan
-from hardening.processes import cvkd_command, kill_group
+from processes import cvkd_command, kill_group
 
 from cvkd.codec.index import index_video
 from cvkd.config import load_config

@@ -39,9 +39,8 @@ class TinyRun:
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("CVKD_CACHE_DIR", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
+def _private_cache(fresh_cache) -> None:
+    """Every test here gets a cvkd cache of its own (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from cvkd.errors import ConfigError
 from cvkd.inference.onnx_export import export_run
 from cvkd.models import count_parameters
 from cvkd.models.multimodal import SharedTrunkCoViAR, trunk_layers
-from cvkd.report.model_costs import profile_model
+from cvkd.report.model_profile import profile_model
 from cvkd.runs.folder import build_model, load_run
 from cvkd.runs.schema import RunConfig
 

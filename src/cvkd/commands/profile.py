@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     """Profile MODEL (and --teacher) and print the figures."""
     import torch
 
-    from cvkd.report.model_costs import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
+    from cvkd.report.model_profile import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
 
     for option in ("crop", "gop", "segments", "crops"):
         if getattr(args, option) < 1:

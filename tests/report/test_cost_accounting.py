@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cvkd.report.profile import (
+from cvkd.report.cost_accounting import (
     CostReport,
     StreamCosts,
     compare_costs,

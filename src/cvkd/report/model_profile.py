@@ -23,7 +23,7 @@ from torch import nn
 from cvkd.errors import ConfigError
 from cvkd.models.coviar import CoViAR, PositionalCoViAR
 from cvkd.models.streams import StreamNet
-from cvkd.report.profile import (
+from cvkd.report.cost_accounting import (
     STREAM_TITLES,
     STREAMS,
     CostReport,

@@ -27,3 +27,19 @@ def kill_group(process: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):  # the whole group has already ended
         pass
     process.wait()
+
+
+def run_to_completion(command: Sequence[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run `command` with text pipes; on timeout kill its whole process group and fail the calling test."""
+    import pytest
+
+    process = start_process(command, cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:6])} ... did not finish in {timeout} s\n{stderr[-2000:]}")
+    finally:
+        kill_group(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
