@@ -8,6 +8,7 @@ import socket
 
 import torch
 
+import cvkd
 from cvkd.report.environment import command_line, environment, environment_lines
 
 
@@ -23,6 +24,7 @@ def test_environment_records_versions_threads_command_and_cpus(monkeypatch):
     facts = environment(["cvkd", "demo", "--seeds", "3"])
     assert facts["command"] == "cvkd demo --seeds 3"
     assert list(facts["versions"]) == ["cvkd", "torch", "torchvision", "av", "numpy", "python"]
+    assert facts["versions"]["cvkd"] == cvkd.__version__
     assert facts["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert facts["torch_threads"] == torch.get_num_threads() and facts["thread_variables"] == {"OMP_NUM_THREADS": "2"}
     assert facts["machine"]["cpu_count"] == os.cpu_count()

@@ -16,9 +16,7 @@ from typing import Sequence
 
 import torch
 
-import cvkd
-
-PACKAGES = ("torch", "torchvision", "av", "numpy")
+PACKAGES = ("cvkd", "torch", "torchvision", "av", "numpy")  # versions as installed (cvkd's from its metadata)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -63,8 +61,7 @@ def _usable_cpus() -> int | None:
 def environment(argv: Sequence[str] | None = None) -> dict:
     """Versions, torch threads, the command line and machine facts (no host name, no user name) as JSON-ready data."""
     return {
-        "versions": {"cvkd": cvkd.__version__, **{name: _version(name) for name in PACKAGES},
-                     "python": platform.python_version()},
+        "versions": {**{name: _version(name) for name in PACKAGES}, "python": platform.python_version()},
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "thread_variables": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
