@@ -50,23 +50,24 @@ class BlockMotion:
 
 def reference_errors(blocks: BlockMotion, current: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
     """(candidates, blocks) sum of absolute differences between each block of `current` (H, W luma) and each
-    candidate reference sampled at the block's source (clamped to the border)."""
+    candidate reference sampled at the block's source (clamped to the border), on every other row and column."""
     height, width = current.shape
-    errors = np.zeros((len(candidates), len(blocks)), np.int64)
+    errors = np.zeros((len(candidates), len(blocks)), np.int32)
     if not len(blocks):
         return errors
+    flat_current = current.ravel()
+    flat_candidates = [candidate.ravel() for candidate in candidates]
     for block_width, block_height, chosen in _size_groups(blocks):
-        offset_x, offset_y = _block_pattern(block_width, block_height)
-        pixel_x = blocks.left[chosen][:, None] + offset_x
-        pixel_y = blocks.top[chosen][:, None] + offset_y
-        inside = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
-        pixel_x, pixel_y = np.clip(pixel_x, 0, width - 1), np.clip(pixel_y, 0, height - 1)
+        offset_x, offset_y = _block_pattern(max(block_width // 2, 1), max(block_height // 2, 1))
+        offset_x, offset_y = offset_x * 2, offset_y * 2  # a quarter of the pixels tells the references apart
+        pixel_x = np.clip(blocks.left[chosen][:, None] + offset_x, 0, width - 1)
+        pixel_y = np.clip(blocks.top[chosen][:, None] + offset_y, 0, height - 1)
         source_x = np.clip(pixel_x - blocks.dx[chosen][:, None], 0, width - 1)
         source_y = np.clip(pixel_y - blocks.dy[chosen][:, None], 0, height - 1)
-        here = current[pixel_y, pixel_x].astype(np.int16)
-        for k, candidate in enumerate(candidates):
-            difference = np.abs(here - candidate[source_y, source_x])
-            errors[k, chosen] = np.where(inside, difference, 0).sum(axis=1)
+        here = flat_current.take(pixel_y * width + pixel_x).astype(np.int16)
+        sources = source_y * width + source_x
+        for k, candidate in enumerate(flat_candidates):
+            errors[k, chosen] = np.abs(here - candidate.take(sources)).sum(axis=1)
     return errors
 
 

@@ -53,9 +53,13 @@ class CompressedVideo:
     least from the decoded block; future vectors use the next reference. Streams with B-frames give accumulated
     motion only; non-accumulated motion is the exported vector as it is.
     `outside` is the rule for a source position outside the frame: "clamp" (default) or "keep" (CoViAR's).
+    `match_references=False` skips the reference search and assumes the nearest reference (faster, less exact).
     """
 
-    def __init__(self, path: str | os.PathLike, index: VideoIndex | None = None, outside: str = "clamp") -> None:
+    def __init__(
+        self, path: str | os.PathLike, index: VideoIndex | None = None, outside: str = "clamp",
+        match_references: bool = True,
+    ) -> None:
         self.path = os.fspath(path)
         self.index = index or index_video(self.path)
         reason = unsupported_reason(self.index)
@@ -69,7 +73,7 @@ class CompressedVideo:
         self._owner_pid = -1
         self._reformatter = av.video.reformatter.VideoReformatter()
         self._trace: MotionTrace | None = None  # reused across GOPs: its buffers stay allocated and warm
-        self._references: int | None = None  # reference pictures a vector may use (H.264 SPS), read on opening
+        self._references: int | None = None if match_references else 1  # pictures a vector may use (H.264 SPS)
 
     # -- geometry -------------------------------------------------------------------------------------------------
     @property
