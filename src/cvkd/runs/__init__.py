@@ -1,0 +1,1 @@
+"""Run folders: the run schema, atomic checkpoints, and loading a finished run as a model."""
