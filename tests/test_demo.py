@@ -37,7 +37,7 @@ def test_demo_runs_every_step_and_reuses_them(tmp_path):
     result = run_demo(tmp_path / "demo", settings, progress=False)
     names = sorted(path.name for path in result.students)
     assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",
-                     "synth_student_mkd"]
+                     "synth_student_mkd", "synth_student_shared"]
     for run in [result.teacher, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
     labels = ("CoViAR teacher", "no KD", "KD (1 teacher: fused)", "avg_targets (4 teachers", "entropy (4 teachers",

@@ -27,6 +27,7 @@ from cvkd.report.compare_output import format_markdown, write_outputs
 TEACHERS = "teachers"
 BASELINES = ("compact_nokd", "compact_kd")  # the compact student without distillation and with one teacher
 MULTI_TEACHER = "compact_mkd"  # the compact student taught by every teacher stream and the fused teacher
+SHARED_STUDENT = "student_shared"  # one cnn_tiny trunk reads all three modalities, each head from its own teacher
 PAPER_STUDENT = "student_mkd"  # the paper's student (smaller I-frame net, the teacher's MV / residual nets reused)
 TEST_PROTOCOL = Protocol("test", 5, 1)  # a cheaper test than CoViAR's 25 x 10 keeps the demo in minutes
 
@@ -69,7 +70,7 @@ class DemoSettings:
     def students(self) -> list[tuple[str, str | None]]:
         """(recipe, multi-teacher strategy or None) of every student trained per seed."""
         students = [(recipe, None) for recipe in BASELINES] + [(MULTI_TEACHER, name) for name in self.strategies]
-        return students + ([(PAPER_STUDENT, None)] if self.paper else [])
+        return students + [(SHARED_STUDENT, None)] + ([(PAPER_STUDENT, None)] if self.paper else [])
 
     @property
     def benchmark(self) -> BenchmarkSize:
