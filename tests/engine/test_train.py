@@ -81,3 +81,68 @@ def test_the_same_seed_gives_the_same_weights(tiny, final_weights, assert_same_t
     other = tiny.train("other_seed", "optim.epochs=1", "seed=1").run_dir
     head = "streams.mv.classifier.weight"
     assert not torch.equal(final_weights(first)[head], final_weights(other)[head])
+
+
+# -- the set-up / loop split ----------------------------------------------------------------------------------------
+
+
+def _parts(tiny, name: str, *extra: str):
+    from cvkd.engine.train import build_run
+
+    return build_run(tiny.config(name, "optim.epochs=3", *extra), Runtime(torch.device("cpu")), progress=False)
+
+
+def test_a_non_finite_loss_stops_before_the_optimiser_step(tiny, monkeypatch) -> None:
+    from cvkd.engine.train import _Trainer
+    from cvkd.errors import TrainingError
+
+    parts = _parts(tiny, "nan")
+    before = {k: v.detach().clone() for k, v in parts.model.named_parameters()}
+    steps = []
+    monkeypatch.setattr(parts.optimizer, "step", lambda *a, **k: steps.append(1))
+    real = parts.step_module.forward
+
+    def poisoned(*args, **kwargs):
+        loss, logits, loss_parts = real(*args, **kwargs)
+        return loss * float("nan"), logits, loss_parts
+
+    monkeypatch.setattr(parts.step_module, "forward", poisoned)
+    with pytest.raises(TrainingError, match="nan.*epoch 1, step 1"):
+        _Trainer(parts)._train_epoch(0)
+    assert steps == []
+    after = dict(parts.model.named_parameters())  # (BatchNorm statistics move in any training forward)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in parts.model.parameters())  # not even a backward pass
+
+
+def test_is_finished_reads_the_summary_not_a_checkpoint(tmp_path) -> None:
+    from cvkd.engine.train import is_finished
+
+    assert not is_finished(tmp_path)  # nothing there
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps({"epochs_done": 2, "epochs": 3}))
+    assert not is_finished(tmp_path)
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps({"epochs_done": 3, "epochs": 3}))
+    assert is_finished(tmp_path)  # no checkpoint file at all: the summary alone answers
+    (tmp_path / SUMMARY_FILE).write_text("{not json")
+    assert not is_finished(tmp_path)
+
+
+def test_each_epoch_sets_the_strategies_epoch_and_the_cache_view_explicitly(tiny) -> None:
+    from cvkd.engine.train import start_epoch
+
+    parts = _parts(tiny, "epochs")
+    seen = []
+    for strategy in parts.objective.strategies.values():
+        strategy.set_epoch = seen.append  # the hook a per-epoch schedule (DKD's warm-up) implements
+
+    class TwoViews:
+        def view_slot(self, epoch: int) -> int:
+            return epoch % 2
+
+    _, view_epoch = start_epoch(parts, 2)
+    assert view_epoch == 2 and parts.train_set.epoch == 2 and seen == [2]
+    parts.cache = TwoViews()
+    _, view_epoch = start_epoch(parts, 3)
+    assert view_epoch == 1 and parts.train_set.epoch == 1  # the cached view, whatever the epoch
+    assert parts.train_loader.sampler.epoch == 3  # while the shuffling still follows the epoch
+    assert seen == [2, 3]

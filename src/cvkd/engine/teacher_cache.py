@@ -30,6 +30,7 @@ def cache_key(teachers: TeacherSet, dataset: CompressedVideoDataset, views: int)
         "crop": list(dataset.crop_size),
         "scales": list(dataset.scales),
         "accumulate": dataset.accumulate,
+        "rendering": [dataset.rendering.mv_resize, dataset.rendering.iframe_jitter],
         "seed": dataset.seed,
         "views": views,
     }
@@ -54,7 +55,11 @@ class TeacherCache:
 
     def lookup(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
         """Teacher logits (K, B, C) of videos `indices` in `epoch`."""
-        return self.logits[indices, self.view_slot(epoch)].permute(1, 0, 2).contiguous()
+        return self.lookup_view(indices, self.view_slot(epoch))
+
+    def lookup_view(self, indices: torch.Tensor, view: int) -> torch.Tensor:
+        """Teacher logits (K, B, C) of videos `indices` for stored view `view` (the trainer's explicit view epoch)."""
+        return self.logits[indices, view].permute(1, 0, 2).contiguous()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the cache atomically (a full disk is a one-line CheckpointError; any previous cache stays intact)."""
