@@ -1,4 +1,5 @@
-"""`cvkd profile`: parameters, GMACs (per frame, sample, GOP-weighted frame, test video) and CPU latency of a model."""
+"""`cvkd profile`: parameters, GMACs (per frame, sample, GOP-weighted frame, test video), CPU latency and seconds per
+video end to end (decoding + representation + networks at 5x1, 25x1, 25x10) of a model."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd profile`."""
     parser = subparsers.add_parser(
         "profile",
-        help="what a model costs: parameters, GMACs per frame / sample / GOP-weighted frame / video, CPU latency",
+        help="what a model costs: parameters, GMACs per frame / sample / GOP-weighted frame / video, CPU latency, "
+             "seconds per video end to end",
         description="Profile a run folder, a checkpoint or a YAML config (built with random weights; model.init is "
                     "ignored). Compute is counted in multiply-accumulates (MACs). With --teacher, also print teacher / student ratios.",
     )
@@ -38,7 +40,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--segments", type=int, default=25, help="test protocol: segments per video (default 25)")
     parser.add_argument("--crops", type=int, default=10, help="test protocol: crops per segment (default 10)")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
-                        help="time one sample on the CPU (default on)")
+                        help="time one sample, and one video end to end (decoding + representation + networks) "
+                             "at 5x1, 25x1 and 25x10 views, on the CPU (default on)")
+    parser.add_argument("--video", choices=("auto", "synthetic", "paper"), default="auto",
+                        help="the video timed end to end: the synthetic benchmark's (112x112, 36 frames), CoViAR's "
+                             "re-encoding at UCF-101's mean length (340x256, 180 frames), or auto: synthetic when "
+                             "--crop fits in it (default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
@@ -91,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     for option in ("crop", "gop", "segments", "crops"):
         if getattr(args, option) < 1:
             raise ConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")
-    settings = dict(crop=args.crop, gop=args.gop, segments=args.segments, crops=args.crops, latency=args.latency)
+    from cvkd.report.video_time import PAPER_PROBE, SYNTHETIC_PROBE
+
+    video = {"auto": None, "synthetic": SYNTHETIC_PROBE, "paper": PAPER_PROBE}[args.video]
+    settings = dict(crop=args.crop, gop=args.gop, segments=args.segments, crops=args.crops, latency=args.latency,
+                    video=video)
     student = load_model(args.model, args.classes, args.latency)
     profiles = [profile_model(student.model, student.name, **settings)]
     if args.teacher:

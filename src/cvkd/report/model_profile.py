@@ -1,4 +1,5 @@
-"""The cost of a whole CoViAR: parameters and MACs per stream, per sample / GOP-weighted frame / test video, latency.
+"""The cost of a whole CoViAR: parameters and MACs per stream, per sample / GOP-weighted frame / test video, latency
+and seconds per video end to end (decoding + representation + networks, cvkd.report.video_time).
 
 MACs are counted on a weightless twin of each stream (same modules on the `meta` device): the counter only needs
 shapes, so even ResNet-152 costs a fraction of a second to count. Latency is measured on the real model, on the CPU,
@@ -23,6 +24,15 @@ from torch import nn
 from cvkd.errors import ConfigError
 from cvkd.models.coviar import CoViAR, PositionalCoViAR
 from cvkd.models.streams import StreamNet
+from cvkd.report.video_time import (
+    PROTOCOL_VIEWS,
+    ProbeVideo,
+    VideoTime,
+    cached_probe_video,
+    default_probe,
+    format_video_times,
+    time_video,
+)
 from cvkd.report.cost_accounting import (
     STREAM_TITLES,
     STREAMS,
@@ -50,6 +60,13 @@ class ModelProfile:
     crop: int
     costs: CostReport
     latency: LatencyResult | None = None
+    video: ProbeVideo | None = None  # the video the end-to-end seconds were measured on
+    video_times: tuple[VideoTime, ...] = ()  # seconds per video end to end, one per protocol
+
+    def seconds_per_video(self, segments: int, crops: int) -> float | None:
+        """Seconds per video end to end under `segments` x `crops`, or None when not measured."""
+        found = [t.total_s for t in self.video_times if (t.segments, t.crops) == (segments, crops)]
+        return found[0] if found else None
 
     @property
     def params_m(self) -> float:
@@ -77,6 +94,8 @@ class ModelProfile:
             "macs_per_gop_frame": self.costs.macs_per_gop_frame,
             "macs_per_video": self.costs.macs_per_video,
             "latency": None if self.latency is None else asdict(self.latency),
+            "video": None if self.video is None else asdict(self.video),
+            "seconds_per_video": [timing.as_dict() for timing in self.video_times],
         }
 
 
@@ -133,8 +152,12 @@ def profile_model(
     latency: bool = True,
     warmup: int = 2,
     repeats: int = 10,
+    video: ProbeVideo | None = None,
+    protocols: tuple[tuple[int, int], ...] = PROTOCOL_VIEWS,
+    video_repeats: int = 3,
 ) -> ModelProfile:
-    """Count parameters and per-frame MACs of each stream at `crop` x `crop`; time one sample on the CPU if asked."""
+    """Count parameters and per-frame MACs of each stream at `crop` x `crop`. If `latency`, time one sample on the
+    CPU and the seconds per video end to end under each of `protocols` on `video` (default: `default_probe(crop)`)."""
     check_accountable(model)
     twins = {m: meta_twin(model.streams[m]) for m in model.modalities}
     shapes = {m: frame_shape(model.streams[m], crop) for m in model.modalities}
@@ -145,10 +168,15 @@ def profile_model(
         if next(model.parameters()).device.type != "cpu":
             raise ConfigError(f"{name}: CPU latency needs the model on the CPU")
         timing = measure_latency(PositionalCoViAR(model), *sample_inputs(model, crop), warmup=warmup, repeats=repeats)
+        video = video or default_probe(crop)
+        video_times = tuple(time_video(model, cached_probe_video(video), model.modalities, crop, protocols,
+                                       video_repeats))
     shared = set(model.sharing_streams())
     backbones = {m: getattr(model.streams[m], "backbone_name", type(model.streams[m]).__name__)
                  + (" (shared trunk)" if m in shared else "") for m in model.modalities}
-    return ModelProfile(name, backbones, model.num_classes, crop, costs, timing)
+    if timing is None:
+        return ModelProfile(name, backbones, model.num_classes, crop, costs)
+    return ModelProfile(name, backbones, model.num_classes, crop, costs, timing, video, video_times)
 
 
 def profile_ratios(teacher: ModelProfile, student: ModelProfile) -> dict[str, float]:
@@ -156,6 +184,10 @@ def profile_ratios(teacher: ModelProfile, student: ModelProfile) -> dict[str, fl
     ratios = compare_costs(teacher.costs, student.costs)
     if teacher.latency is not None and student.latency is not None:
         ratios["latency"] = safe_ratio(teacher.latency.median_s, student.latency.median_s)
+    for timing in teacher.video_times:
+        other = student.seconds_per_video(timing.segments, timing.crops)
+        if other is not None:
+            ratios[f"seconds_per_video_{timing.label}"] = safe_ratio(timing.total_s, other)
     return ratios
 
 
@@ -196,6 +228,8 @@ def format_profile(profile: ModelProfile) -> str:
         f"{costs.macs_per_video / 1e9:.1f} GMACs",
         format_latency(profile.latency),
     ]
+    if profile.video is not None:
+        lines.append(format_video_times(profile.video_times, profile.video))
     return "\n".join(lines)
 
 
@@ -224,6 +258,12 @@ def format_ratios(teacher: ModelProfile, student: ModelProfile) -> str:
     if "latency" in ratios:
         rows.append(("CPU latency per sample (ms)", f"{teacher.latency_ms:.1f} / {student.latency_ms:.1f}",
                      ratios["latency"]))
+    for timing in teacher.video_times:
+        key = f"seconds_per_video_{timing.label}"
+        if key in ratios:
+            rows.append((f"seconds per video end to end ({timing.label})",
+                         f"{timing.total_s:.3f} / {student.seconds_per_video(timing.segments, timing.crops):.3f}",
+                         ratios[key]))
     lines = [f"teacher / student ({teacher.name} / {student.name}):"]
     lines += [f"  {label}: {values} = {format_ratio(ratio)}" for label, values, ratio in rows]
     return "\n".join(lines)
