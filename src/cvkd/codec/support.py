@@ -6,7 +6,10 @@ from cvkd.codec.index import VideoIndex
 
 # Decoders that export block motion vectors with `flags2=+export_mvs` (HEVC, VP9 and AV1 export none). Of these only
 # H.264 exports B-frame vectors: the MPEG-1/2/4 decoders export zero vectors for B-frames (checked on PyAV's FFmpeg).
-MOTION_VECTOR_CODECS = frozenset({"mpeg4", "h264", "mpeg1video", "mpeg2video", "h263"})
+MOTION_VECTOR_CODECS = frozenset({
+    "h264", "mpeg4", "mpeg1video", "mpeg2video", "h263", "h263p", "flv1", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3",
+    "msmpeg4", "wmv1", "wmv2",  # FFmpeg's MPEG-video family: one motion-vector export for all
+})
 
 
 def unsupported_reason(index: VideoIndex) -> str | None:
