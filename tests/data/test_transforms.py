@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from cvkd.data.sampling import Crop, ViewSpec, ten_crops
-from cvkd.data.transforms import crop, flip, normalise, render_sample, render_view, resize, shared_scales, to_tensor
+from cvkd.data.transforms import (
+    Rendering,
+    crop,
+    crop_scales,
+    flip,
+    normalise,
+    render_sample,
+    render_view,
+    resize,
+    shared_scales,
+    to_tensor,
+)
 
 STD = (0.229, 0.224, 0.225)
 MEAN = (0.485, 0.456, 0.406)
@@ -139,3 +150,61 @@ def test_shared_scales():
     assert shared_scales(["iframe", "mv"]) == (1.0, 0.875, 0.75)
     with pytest.raises(ValueError):
         shared_scales(["depth"])
+
+
+def test_crop_scales_of_a_student_whose_teachers_see_other_modalities():
+    # CoViAR trains the I-frame net with scales 1 .875 .75 .66 and the MV / residual nets with 1 .875 .75.
+    assert crop_scales(["iframe"], ["mv", "residual"], "shared") == (1.0, 0.875, 0.75)
+    assert crop_scales(["iframe"], ["mv", "residual"], "student") == (1.0, 0.875, 0.75, 0.66)
+    assert crop_scales(["mv"], ["iframe"], "student") == (1.0, 0.875, 0.75)
+    with pytest.raises(ValueError, match="crop scales must be one of shared, student"):
+        crop_scales(["iframe"], [], "all")
+
+
+# -- CoViAR parity: MV resize (clip first, no rescaling) and I-frame colour jitter ---------------------------------
+
+def test_coviar_mv_resize_clips_first_and_keeps_pixel_units():
+    # A 1x2 field with x = 30 px | 0 px, cropped whole and enlarged to 1x4. CoViAR: int(30 * 127.5 / 20) + 128 = 319,
+    # clipped to 255; 0 -> 128; then cv2's bilinear resize of [255, 128] (half-pixel centres, edges clamped) gives
+    # [255, .75 * 255 + .25 * 128, .25 * 255 + .75 * 128, 128] = [255, 223.25, 159.75, 128], stored as uint8
+    # [255, 223, 160, 128]; the net sees /255 - 0.5. y = 0 everywhere -> 128.
+    field = np.array([[[30.0, 0.0], [0.0, 0.0]]])
+    view = ViewSpec((0,), (Crop(0, 0, 2, 1),), (1, 4))
+    coviar = render_view([field], "mv", view, Rendering(mv_resize="coviar"))[0]
+    expected_uint8 = torch.tensor([255.0, 223.0, 160.0, 128.0])
+    assert torch.allclose(coviar[0, 0], expected_uint8 / 255 - 0.5, atol=0.5 / 255)
+    assert torch.allclose(coviar[1, 0], torch.full((4,), 128 / 255 - 0.5))
+    # cvkd's default rescales: 30 px -> 60 px at twice the width, interpolated [60, 45, 15, 0], then clipped to 20 px.
+    cvkd = render_view([field], "mv", view)[0, 0]
+    assert torch.allclose(cvkd, torch.tensor([255.0, 255.0, 15 * 6.375 + 128, 128.0]) / 255 - 0.5, atol=1e-5)
+
+
+def test_coviar_mv_resize_applies_to_the_test_resize_and_flip_too():
+    field = np.zeros((2, 2, 2))
+    field[..., 0] = 8.0
+    view = ViewSpec((0,), (Crop(0, 0, 4, 4, flip=True),), (4, 4), resize=(4, 4))  # 2x resize, then a mirrored crop
+    out = render_view([field], "mv", view, Rendering(mv_resize="coviar"))[0]
+    # No rescaling: 8 px stays 8 px (cvkd would give 16), negated by the flip: -8 * 6.375 + 128 = 77.
+    assert torch.allclose(out[0], torch.full((4, 4), 77 / 255 - 0.5), atol=1e-6)
+
+
+def test_iframe_jitter_is_applied_to_the_whole_frame_before_the_crop():
+    # One frame of the hand-computed pixel (200, 100, 50) jittered by (5, 25, -53) -> (191.18, 150, 108.82)
+    # (tests/data/test_colour.py), then ImageNet-normalised; the residual of the same sample is untouched.
+    frame = np.tile(np.array([200.0, 100.0, 50.0]), (4, 6, 1))
+    view = ViewSpec((0,), (Crop(1, 1, 3, 2, flip=True),), (2, 3))
+    jitter = np.array([[5.0, 25.0, -53.0]])
+    out = render_sample({"iframe": [frame], "residual": [frame]}, view, Rendering(iframe_jitter=True), jitter)
+    p2 = 48750 / 65025 * 255
+    expected = [(value / 255 - mean) / std for value, mean, std in zip((p2, 150.0, 300 - p2), MEAN, STD)]
+    assert torch.allclose(out["iframe"][0], torch.tensor(expected).view(3, 1, 1).expand(3, 2, 3), atol=1e-5)
+    plain = render_sample({"residual": [frame]}, view)
+    assert torch.equal(out["residual"], plain["residual"])
+
+
+def test_rendering_switches_are_checked():
+    view = ViewSpec((0,), (Crop(0, 0, 2, 2),), (2, 2))
+    with pytest.raises(ValueError, match="one .hue, lightness, saturation. draw per frame"):
+        render_view([np.zeros((2, 2, 3))], "iframe", view, Rendering(iframe_jitter=True))
+    with pytest.raises(ValueError, match="mv_resize must be one of rescale, coviar"):
+        Rendering(mv_resize="cv2")

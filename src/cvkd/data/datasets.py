@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 from cvkd.codec.reader import CompressedVideo
 from cvkd.data.lists import VideoList
 from cvkd.data.sampling import ViewSpec, eval_view, frame_for_modality, train_view
-from cvkd.data.transforms import check_modality, render_sample, shared_scales
+from cvkd.data.colour import draw_hls_jitter
+from cvkd.data.transforms import JITTERED, Rendering, check_modality, render_sample, shared_scales
 from cvkd.errors import DatasetError, VideoError
 
 TEST_CROPS = (1, 10)
@@ -41,6 +42,9 @@ class CompressedVideoDataset(Dataset):
         next readable video in list order instead (wrapping around), so an epoch goes on with real data. The item is
         that video's own (its tensors, label, index and path); a file found bad is not tried again in that process.
     `sample_view` and `load_view` always raise.
+
+    `rendering` holds CoViAR's parity switches (MV resize without rescaling, I-frame colour jitter); jitter draws come
+    from a generator seeded by (seed, epoch, index) in training and (seed, index) in evaluation, so they too repeat.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class CompressedVideoDataset(Dataset):
         scales: Sequence[float] | None = None,
         cache_size: int = 8,
         bad_videos: str = "raise",
+        rendering: Rendering = Rendering(),
     ) -> None:
         if not modalities:
             raise ValueError("at least one modality is needed")
@@ -79,6 +84,7 @@ class CompressedVideoDataset(Dataset):
         self.scales = tuple(scales) if scales is not None else shared_scales(self.modalities)
         self.cache_size = cache_size
         self.bad_videos = bad_videos
+        self.rendering = rendering
         self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
@@ -128,6 +134,14 @@ class CompressedVideoDataset(Dataset):
             video.num_frames, self.num_segments, (video.height, video.width), self.crop_size, self.scales, rng
         )
 
+    def sample_jitter(self, index: int, frames: int, epoch: int | None = None) -> np.ndarray | None:
+        """The I-frame colour-jitter draws (frames, 3) of item `index` in `epoch` (None when no jitter applies)."""
+        if not (self.rendering.iframe_jitter and set(JITTERED) & set(self.modalities)):
+            return None
+        epoch = self.epoch if epoch is None else epoch
+        key = [self.seed, epoch, index, 1] if self.train else [self.seed, index, 1]
+        return draw_hls_jitter(np.random.default_rng(key), frames)
+
     def load_view(self, index: int, view: ViewSpec) -> dict[str, Any]:
         """Item `index` rendered with a given `view` (e.g. one stored earlier), every GOP decoded once."""
         video = self.video(index)
@@ -140,7 +154,8 @@ class CompressedVideoDataset(Dataset):
         slot = {frame: i for i, frame in enumerate(frames)}
         arrays = {modality: [loaded[modality][slot[f]] for f in chosen] for modality, chosen in wanted.items()}
         relative, label = self.video_list[index]
-        item: dict[str, Any] = dict(render_sample(arrays, view))
+        jitter = self.sample_jitter(index, len(view.frames))
+        item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter))
         item.update(
             label=label,
             index=index,

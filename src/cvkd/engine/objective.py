@@ -132,7 +132,7 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
     groups = []
     placed: set[int] = set()  # a layer several streams share (a shared trunk) joins the first stream's groups only
     for modality in objective.trainable:
-        for group in objective.model.streams[modality].param_groups(optim.lr, optim.weight_decay):
+        for group in objective.model.streams[modality].param_groups(optim.lr, optim.weight_decay, optim.norm_weight_decay):
             group["params"] = [p for p in group["params"] if id(p) not in placed]
             placed.update(id(p) for p in group["params"])
             if not group["params"]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cvkd.data.folder import dataset_split
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
+from cvkd.data.transforms import Rendering
 from cvkd.engine.evaluate import FUSED, collect_scores
 from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
@@ -66,6 +67,7 @@ def evaluate_model(
     runtime: Runtime | None = None,
     progress: bool = True,
     source: str = "the model",
+    rendering: Rendering = Rendering(),
 ) -> dict[str, ScoreSet]:
     """Per-video logits of every stream and the fused model (key `fused`) on `split` of the dataset at `data_root`.
 
@@ -82,7 +84,7 @@ def evaluate_model(
         raise DatasetError(f"{data_root}: classes differ from those {source} was trained on")
     dataset = CompressedVideoDataset(
         video_list, model.modalities, segments, train=False, crop_size=crop_size, test_crops=crops,
-        accumulate=accumulate,
+        accumulate=accumulate, rendering=rendering,
     )
     loader = make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=runtime.distributed)
     return collect_scores(model, loader, runtime, tuple(class_names), progress=progress,
@@ -98,7 +100,7 @@ def _evaluate_loaded(
     return evaluate_model(
         loaded.model, loaded.class_names, data_root or data.root, protocol.split, protocol.segments, protocol.crops,
         crop_size=data.crop_size, accumulate=data.accumulate, batch_size=batch_size, workers=workers,
-        runtime=runtime, progress=progress, source=str(loaded.checkpoint),
+        runtime=runtime, progress=progress, source=str(loaded.checkpoint), rendering=data.rendering(train=False),
     )
 
 

@@ -54,9 +54,16 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 class TeacherSet(nn.Module):
-    """K frozen teachers in eval mode; `forward(sample)` returns their logits stacked (K, B, C), without gradients."""
+    """K frozen teachers in eval mode; `forward(sample)` returns their logits stacked (K, B, C), without gradients.
 
-    def __init__(self, specs: Sequence[str], device: torch.device | str = "cpu", precision: str = "float32") -> None:
+    A fused teacher gives its raw weighted sum (2:1:1 makes it about 4x a stream's logits: an effective temperature
+    T / 4), or with `normalise_fused` that sum divided by the sum of its fusion weights (a weighted mean).
+    """
+
+    def __init__(
+        self, specs: Sequence[str], device: torch.device | str = "cpu", precision: str = "float32",
+        normalise_fused: bool = False,
+    ) -> None:
         super().__init__()
         if not specs:
             raise ConfigError("distillation needs at least one teacher (distill.teachers)")
@@ -70,6 +77,7 @@ class TeacherSet(nn.Module):
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         self.dtype = _PRECISIONS[precision]
+        self.normalise_fused = normalise_fused
         self.eval()
 
     @property
@@ -108,7 +116,7 @@ class TeacherSet(nn.Module):
     def digest(self) -> str:
         """Identity of the teachers: their outputs and the SHA-256 of every checkpoint file."""
         parts = [f"{t.output}@{file_digest(self.runs[t.run].checkpoint)}" for t in self.teachers]
-        return "|".join(parts)
+        return "|".join(parts) + ("|fused normalised" if self.normalise_fused else "")
 
     def train(self, mode: bool = True) -> "TeacherSet":
         """Teachers always stay in eval mode (frozen BatchNorm statistics, no dropout)."""
@@ -129,7 +137,12 @@ class TeacherSet(nn.Module):
                     if (teacher.run, stream) not in computed:
                         computed[(teacher.run, stream)] = model.streams[stream](sample[stream])
                 per_stream = {stream: computed[(teacher.run, stream)] for stream in streams}
-                logits = model.fuse(per_stream) if teacher.output == FUSED else per_stream[teacher.output]
+                if teacher.output == FUSED:
+                    logits = model.fuse(per_stream)
+                    if self.normalise_fused:
+                        logits = logits / sum(model.fusion_weights[stream] for stream in streams)
+                else:
+                    logits = per_stream[teacher.output]
                 outputs.append(logits.float())
         return torch.stack(outputs)
 

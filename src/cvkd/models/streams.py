@@ -37,7 +37,8 @@ class StreamNet(nn.Module):
     downloaded: needs the network) or the path of a plain torchvision state_dict; with pretrained weights the mv first
     conv starts from the RGB kernel averaged over its 3 input channels and repeated for both motion channels. The
     ImageNet classifier (and the dropout in front of it, for MobileNet / EfficientNet) is replaced by
-    `Dropout(dropout)` and a new `Linear(feature_dim, num_classes)`.
+    `Dropout(dropout)` and a new `Linear(feature_dim, num_classes)`. `redraw_first_conv` gives the mv first conv
+    CoViAR's random start instead (config `model.mv_first_conv: random`).
     """
 
     def __init__(
@@ -75,6 +76,12 @@ class StreamNet(nn.Module):
         """The backbone's first convolution (the one that sees the input)."""
         return self.backbone.get_submodule(self.spec.first_conv)
 
+    def redraw_first_conv(self) -> None:
+        """Start a non-RGB first conv (mv) from PyTorch's default Conv2d init, as CoViAR's new `nn.Conv2d(2, 64, ...)`
+        does (uniform within +-1/sqrt(fan_in)); a 3-channel stream keeps its conv."""
+        if self.in_channels != 3:
+            self.first_conv.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) of a clip (B, S, C, H, W) or of single frames (B, C, H, W)."""
         return self.forward_with_features(x)[0]
@@ -94,16 +101,18 @@ class StreamNet(nn.Module):
         batch, segments = x.shape[0], x.shape[1]
         return logits.view(batch, segments, -1).mean(1), features.view(batch, segments, -1).mean(1)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    def param_groups(self, lr: float, weight_decay: float, decay_norm_weights: bool = False) -> list[dict[str, Any]]:
         """torch.optim parameter groups with CoViAR's learning-rate multipliers; every parameter appears once.
 
         Multipliers (`lr_mult`, each group's lr = lr * lr_mult): "classifier" 1.0; "first_layer" 0.1 for mv and
         residual streams: the input BatchNorm, the first conv and the norm right after it (CoViAR's code puts that
         norm there too); "backbone" 0.01: everything else (for iframe / rgb streams the first conv included).
         Biases and the weights of normalisation layers (BatchNorm, GroupNorm, LayerNorm, InstanceNorm) get no weight
-        decay: they go to a twin group named "<role>_no_decay". Empty groups are left out.
+        decay: they go to a twin group named "<role>_no_decay". With `decay_norm_weights` the norm weights decay like
+        every other weight and only biases are spared (CoViAR's `train.py`: decay_mult 0 for names holding "bias").
+        Empty groups are left out.
         """
-        no_decay = {id(p) for p in self._no_decay_parameters()}
+        no_decay = {id(p) for p in self._no_decay_parameters(decay_norm_weights)}
         groups = []
         for role, lr_mult, params in self._parameter_roles():
             for decays in (True, False):
@@ -135,9 +144,9 @@ class StreamNet(nn.Module):
         ]
         return [role for role in roles if role[2]]
 
-    def _no_decay_parameters(self) -> Iterable[nn.Parameter]:
+    def _no_decay_parameters(self, decay_norm_weights: bool = False) -> Iterable[nn.Parameter]:
         for module in self.modules():
-            if isinstance(module, _NORM_LAYERS):
+            if isinstance(module, _NORM_LAYERS) and not decay_norm_weights:
                 yield from module.parameters(recurse=False)
         for name, param in self.named_parameters():
             if name.rsplit(".", 1)[-1] == "bias":

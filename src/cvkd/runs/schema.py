@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # the transforms import torch: `cvkd --help` and `cvkd info` must not
+    from cvkd.data.transforms import Rendering
 
 
 @dataclass
@@ -23,6 +26,22 @@ class DataConfig:
     # A video that cannot be read during training: "substitute" warns once (naming it) and uses the next readable
     # video's sample; "raise" stops. Evaluation always raises: a test score must cover every listed video.
     bad_videos: Literal["raise", "substitute"] = "substitute"
+    # CoViAR parity switches (docs/comparison.md): the defaults are cvkd's; the configs/ucf101 and configs/hmdb51
+    # recipes set CoViAR's. mv_resize "coviar": clip the MV field to +-20 px, then resize it without rescaling.
+    mv_resize: Literal["rescale", "coviar"] = "rescale"
+    iframe_jitter: bool = False  # CoViAR's HLS colour jitter of I-frames in training
+    iframe_jitter_test: bool = False  # the same jitter when validating and testing (CoViAR's test.py jitters too)
+    # Crop scales of a training sample (one crop serves every modality it holds): "shared" = the scales every modality
+    # of the sample allows (an I-frame student taught by MV/residual teachers loses 0.66); "student" = those of the
+    # trained streams only (the teachers score the same crop; CoViAR's I-frame scales 1 .875 .75 .66 for an I-frame
+    # student)
+    crop_scales: Literal["shared", "student"] = "shared"
+
+    def rendering(self, train: bool) -> Rendering:
+        """The parity switches that shape inputs, for training (`train`) or for validation and testing."""
+        from cvkd.data.transforms import Rendering
+
+        return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test)
 
 
 @dataclass
@@ -38,6 +57,9 @@ class ModelConfig:
     # "shared": streams naming the same backbone run one trunk (own stem, norms and classifier each; one small network
     # that reads every modality when all name one backbone); "separate": one network per stream (CoViAR)
     trunk: Literal["separate", "shared"] = "separate"
+    # the mv stream's 2-channel first conv: "averaged" = the ImageNet RGB kernel averaged over its channels (with
+    # pretrained weights; torchvision's init otherwise); "random" = PyTorch's default Conv2d init (CoViAR)
+    mv_first_conv: Literal["averaged", "random"] = "averaged"
 
 
 @dataclass
@@ -59,6 +81,8 @@ class OptimConfig:
     # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
     # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
     stream_lr: dict[str, float] = field(default_factory=dict)
+    # decay the weights of BatchNorm (and other norm) layers too, sparing only biases (CoViAR); default: norms undecayed
+    norm_weight_decay: bool = False
 
 
 @dataclass
@@ -71,6 +95,8 @@ class DistillConfig:
     cache: bool = False  # precompute teacher logits for a fixed set of views per video
     cache_views: int = 4  # views per video in the cache
     teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    # a fused teacher (RUN:fused) teaches its 2:1:1 sum divided by the sum of its fusion weights (False: the raw sum)
+    normalise_fused: bool = False
     # student output (a stream, or "fused": adds a term on its 2:1:1 fused logits) -> the teachers it learns from
     # (`mv`, `fused`, `RUN:mv`); an output not named learns from every teacher (cvkd.engine.routes)
     stream_teachers: dict[str, list[str]] = field(default_factory=dict)
