@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from cvkd.data.lists import VideoList, hold_out, missing_videos, read_class_order, read_classes, write_dataset
+from cvkd.data.lists import (
+    VideoList,
+    hold_out,
+    missing_videos,
+    read_class_order,
+    read_classes,
+    video_group,
+    write_dataset,
+)
 from cvkd.errors import DatasetError
 
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "YoYo"]
@@ -269,3 +277,36 @@ def test_class_order_is_read_from_coviar_lists_and_class_lists(tmp_path, text):
 def test_bad_class_orders_are_refused_naming_the_line(tmp_path, text, problem):
     with pytest.raises(DatasetError, match=problem):
         read_class_order(write(tmp_path / "order.txt", text))
+
+
+# -- group-aware hold-out: UCF-101 clips of one group (same actor and scene) stay on one side ------------------------
+@pytest.mark.parametrize("relative, group", [
+    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.mp4", "v_ApplyEyeMakeup_g08"),
+    ("v_YoYo_g25_c04.avi", "v_YoYo_g25"),
+    ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi"),
+])
+def test_video_group_is_ucf101s_group_or_the_clip_itself(relative, group):
+    assert video_group(relative) == group
+
+
+def ucf_like(tmp_path) -> VideoList:
+    """Two classes; class 0 has groups of 4, 3, 5 and 2 clips (14), class 1 has 3 groups of 2 clips (6)."""
+    sizes = {0: (4, 3, 5, 2), 1: (2, 2, 2)}
+    items = tuple((f"C{label}/v_C{label}_g{g + 1:02d}_c{c + 1:02d}.mp4", label)
+                  for label, groups in sizes.items() for g, size in enumerate(groups) for c in range(size))
+    return VideoList(tmp_path, items, ("C0", "C1"))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hold_out_keeps_groups_together_and_every_class_keeps_a_group(tmp_path, seed):
+    videos = ucf_like(tmp_path)
+    kept, held = hold_out(videos, 0.25, seed=seed)
+    kept_groups = {video_group(path) for path, _ in kept}
+    held_groups = {video_group(path) for path, _ in held}
+    assert not kept_groups & held_groups and len(kept) + len(held) == len(videos)
+    for label, total, largest in ((0, 14, 5), (1, 6, 2)):
+        target = round(0.25 * total)  # 4 of 14 and 2 of 6
+        count = sum(1 for _, held_label in held if held_label == label)
+        assert target <= count < target + largest  # whole groups until the target is reached
+        assert any(kept_label == label for _, kept_label in kept)
+    assert hold_out(videos, 0.25, seed=seed) == (kept, held)

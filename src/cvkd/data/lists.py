@@ -28,6 +28,7 @@ UCF101_ANNOTATIONS = "ucfTrainTestlist"
 HMDB51_ANNOTATIONS = "testTrainMulti_7030_splits"
 CLASSES_FILE = "classes.txt"
 _HMDB51_CODES = {"train": "1", "test": "2"}
+_UCF101_CLIP = re.compile(r"(v_.+_g\d+)_c\d+")
 
 
 @dataclass(frozen=True)
@@ -169,18 +170,36 @@ def missing_videos(video_list: VideoList) -> list[str]:
     return [relative for relative, _ in video_list.items if not (video_list.root / relative).is_file()]
 
 
+def video_group(relative: str) -> str:
+    """The group a clip belongs to: UCF-101's `v_<Class>_g<GG>` for `v_<Class>_g<GG>_c<CC>` clips (one actor and
+    scene); any other video (HMDB-51's names carry no group) is a group of its own."""
+    match = _UCF101_CLIP.fullmatch(PurePosixPath(relative).stem)
+    return match.group(1) if match else relative
+
+
 def hold_out(video_list: VideoList, fraction: float, seed: int = 0) -> tuple[VideoList, VideoList]:
-    """Split off a deterministic, class-stratified `fraction` of the videos: returns (kept, held out)."""
+    """Split off a deterministic, class-stratified `fraction` of the videos, whole groups at a time (`video_group`:
+    clips of one UCF-101 group never straddle the split): returns (kept, held out).
+
+    Per class, groups are taken in a random order (seeded by `seed` and the label) until at least
+    round(fraction * videos) are held out; a class always keeps at least one group.
+    """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    by_class: dict[int, list[int]] = {}
-    for index, (_, label) in enumerate(video_list.items):
-        by_class.setdefault(label, []).append(index)
+    by_class: dict[int, dict[str, list[int]]] = {}
+    for index, (relative, label) in enumerate(video_list.items):
+        by_class.setdefault(label, {}).setdefault(video_group(relative), []).append(index)
     held: set[int] = set()
     for label in sorted(by_class):
-        members = by_class[label]
-        count = min(round(fraction * len(members)), len(members) - 1)
-        held.update(random.Random(f"{seed}:{label}").sample(members, max(count, 0)))
+        groups = by_class[label]
+        target = round(fraction * sum(len(members) for members in groups.values()))
+        order = random.Random(f"{seed}:{label}").sample(sorted(groups), len(groups))
+        taken = 0
+        for name in order[: len(order) - 1]:
+            if taken >= target:
+                break
+            held.update(groups[name])
+            taken += len(groups[name])
     kept = [i for i in range(len(video_list)) if i not in held]
     return video_list.select(kept), video_list.select(sorted(held))
 
