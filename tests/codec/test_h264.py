@@ -139,3 +139,32 @@ def test_reference_count_is_read_from_the_sps(tmp_path, ref):
     with open_video(path) as container:
         assert max_reference_frames(container.streams.video[0].codec_context.extradata) == ref
     assert max_reference_frames(b"") is None and max_reference_frames(b"\x00\x00\x01\x67") is None
+
+
+def test_p_frame_motion_equals_a_rasterisation_of_the_exported_vectors(tmp_path):
+    """Non-accumulated motion of P-frames (ref=3) is each exported past vector painted over its block, nothing else."""
+    import av
+
+    path = encode_x264(square_clip()[:12], tmp_path / "p3.mp4", b_frames=0, ref=3)
+    video = CompressedVideo(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        exported = [frame.side_data.get("MOTION_VECTORS") for frame in container.decode(stream)]
+    sizes = set()
+    for t in range(1, 12):
+        expected = np.zeros((video.height, video.width, 2), np.int16)
+        for row in exported[t].to_ndarray():
+            assert row["source"] < 0
+            w, h = int(row["w"]), int(row["h"])
+            left, top = int(row["dst_x"]) - w // 2, int(row["dst_y"]) - h // 2
+            expected[max(top, 0) : top + h, max(left, 0) : left + w] = (
+                int(row["dst_x"]) - int(row["src_x"]), int(row["dst_y"]) - int(row["src_y"])
+            )
+            sizes.add((w, h))
+        # The default rule clamps a source outside the frame to the border: motion p - clamp(p - d).
+        pixel_y, pixel_x = np.mgrid[0 : video.height, 0 : video.width]
+        expected[..., 0] = pixel_x - np.clip(pixel_x - expected[..., 0], 0, video.width - 1)
+        expected[..., 1] = pixel_y - np.clip(pixel_y - expected[..., 1], 0, video.height - 1)
+        assert np.array_equal(video.load(t, "mv", accumulate=False), expected), t
+    assert (16, 16) in sizes and len(sizes) >= 2
