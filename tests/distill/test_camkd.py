@@ -60,67 +60,87 @@ def test_single_teacher_weight_is_one():
     assert_close(out.teacher_weights, [1.0])
 
 
-def _adapted(adapter, features: np.ndarray) -> np.ndarray:
-    """1x1 conv (no bias) + BatchNorm in training mode (batch statistics) + ReLU, in numpy."""
-    conv = adapter.layers[0].weight.detach().numpy()[:, :, 0, 0].astype(np.float64)
+def _adapted(adapter, student_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """In numpy: average-pool to `size` (sizes divide), 1x1 conv with bias, BatchNorm on batch statistics, ReLU."""
+    b, c, h, w = student_map.shape
+    x = student_map.reshape(b, c, size[0], h // size[0], size[1], w // size[1]).mean(axis=(3, 5))
+    conv, bias = adapter.layers[0].weight.detach().numpy()[:, :, 0, 0], adapter.layers[0].bias.detach().numpy()
+    x = np.einsum("oc,bcyx->boyx", conv.astype(np.float64), x) + bias[None, :, None, None]
     bn = adapter.layers[1]
-    x = features @ conv.T
-    x = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + bn.eps)
-    x = x * bn.weight.detach().numpy() + bn.bias.detach().numpy()
+    mean, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+    x = (x - mean) / np.sqrt(var + bn.eps)
+    x = x * bn.weight.detach().numpy()[None, :, None, None] + bn.bias.detach().numpy()[None, :, None, None]
     return np.maximum(x, 0)
 
 
-FEATURE_S = np.array([[0.5, -1.0, 2.0, 0.0, 1.0], [1.5, 0.5, -0.5, 1.0, 0.0], [-1.0, 2.0, 0.5, 0.5, -2.0]])
-FEATURE_T = [
-    np.array([[0.2, 1.0, 0.0], [1.0, 0.0, 0.5], [0.0, 0.3, 2.0]]),
-    np.array([[1.0, 0.0], [0.0, 1.5], [0.5, 0.5]]),
-]
+RNG = np.random.default_rng(0)
+MAP_S = RNG.normal(size=(3, 2, 2, 2))  # B=3 samples, 2 student channels, 2x2
+MAP_T = [RNG.normal(size=(3, 3, 2, 2)), RNG.normal(size=(3, 2, 1, 1))]  # teacher 2's map is smaller: pooled to it
+HEADS = [RNG.normal(size=(3, 4)), RNG.normal(size=(2, 4))]  # each teacher's classifier: pooled map (Ck) -> 4 classes
 
 
-def run_with_features(strategy, teachers):
-    features = [tensor(f) for f in FEATURE_T]
-    return strategy(tensor(STUDENT), tensor(teachers), torch.tensor(LABELS), tensor(FEATURE_S), features)
+def _head(matrix: np.ndarray):
+    """A frozen teacher classifier on a map: global average pooling, a linear map, the mean over segments of a clip."""
+    weight = tensor(matrix)
+
+    def head(feature_map: torch.Tensor) -> torch.Tensor:
+        logits = feature_map.mean(dim=(-2, -1)) @ weight
+        return logits.mean(1) if logits.dim() == 3 else logits
+
+    return head
 
 
-def test_feature_term_with_logit_weights():
+def _strategy(**extra):
     torch.manual_seed(0)
-    teachers = TEACHERS[:2]
-    strategy = create_strategy("camkd", 2, gamma=50.0, student_dim=5, teacher_dims=[3, 2])
-    out = run_with_features(strategy, teachers)
-    weights = confidence(cross_entropy(teachers, LABELS))
-    mse = np.stack([((_adapted(a, FEATURE_S) - f) ** 2).mean(axis=1) for a, f in zip(strategy.adapters, FEATURE_T)])
-    feature = (weights * mse).sum() / (3 * 2)
+    return create_strategy(
+        "camkd", 2, gamma=50.0, student_dim=2, teacher_dims=[3, 2], teacher_heads=[_head(m) for m in HEADS], **extra
+    )
+
+
+def test_feature_weights_and_term_follow_the_published_definition():
+    strategy = _strategy()
+    out = strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), tensor(MAP_S), [tensor(m) for m in MAP_T])
+    adapted = [_adapted(a, MAP_S, m.shape[2:]) for a, m in zip(strategy.adapters, MAP_T)]
+    head_ce = np.stack([cross_entropy(x.mean(axis=(2, 3)) @ h, LABELS) for x, h in zip(adapted, HEADS)])  # (K, B)
+    v = (1 - np.exp(head_ce) / np.exp(head_ce).sum(axis=0)) / (2 - 1)  # 1 - softmax over teachers, / (K-1)
+    mse = np.stack([((x - m) ** 2).mean(axis=(1, 2, 3)) for x, m in zip(adapted, MAP_T)])
+    feature = (v * mse).sum() / (3 * 2)
+    inputs = DistillInputs(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), tensor(MAP_S),
+                           [tensor(m) for m in MAP_T])
+    assert_close(strategy.feature_term(inputs)[1], v)
     assert_close(out.feature, feature)
-    soft = (weights * T**2 * kl(softmax(teachers, T), softmax(STUDENT, T))).sum() / (3 * 2)
+    weights = confidence(cross_entropy(TEACHERS[:2], LABELS))
+    soft = (weights * T**2 * kl(softmax(TEACHERS[:2], T), softmax(STUDENT, T))).sum() / (3 * 2)
     assert_close(out.loss, cross_entropy(STUDENT, LABELS).mean() + soft + 50.0 * feature)
+    assert not np.allclose(v, weights)  # the feature weights are not the logit weights
 
 
-def test_feature_weights_from_teacher_heads():
-    torch.manual_seed(0)
-    head_matrices = [np.array([[2.0, 0.0, 0.0, 1.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]]), np.ones((2, 4))]
-    heads = [lambda x, m=tensor(m): x @ m for m in head_matrices]
-    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=5, teacher_dims=[3, 2], teacher_heads=heads)
-    out = run_with_features(strategy, TEACHERS[:2])
-    adapted = [_adapted(a, FEATURE_S) for a in strategy.adapters]
-    head_losses = np.stack([cross_entropy(x @ m, LABELS) for x, m in zip(adapted, head_matrices)])
-    weights = confidence(head_losses)
-    mse = np.stack([((x - f) ** 2).mean(axis=1) for x, f in zip(adapted, FEATURE_T)])
-    assert_close(out.feature, (weights * mse).sum() / (3 * 2))
-    assert not np.allclose(weights, confidence(cross_entropy(TEACHERS[:2], LABELS)))
+def test_clip_maps_give_the_mean_over_segments_of_the_frame_errors():
+    strategy = _strategy()
+    clip_s = np.stack([MAP_S, MAP_S], axis=1)  # (B, S=2, C, h, w): two identical segments
+    clip_t = [np.stack([m, m], axis=1) for m in MAP_T]
+    frames = strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), tensor(MAP_S), [tensor(m) for m in MAP_T])
+    clips = strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), tensor(clip_s), [tensor(m) for m in clip_t])
+    assert_close(clips.feature, float(frames.feature), rtol=1e-5)
 
 
-def test_feature_gradients_reach_student_and_adapters_only():
-    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=5, teacher_dims=[3, 2])
-    student_features = tensor(FEATURE_S, requires_grad=True)
-    teacher_features = [tensor(f, requires_grad=True) for f in FEATURE_T]
-    out = strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), student_features, teacher_features)
-    out.loss.backward()
-    assert student_features.grad is not None and student_features.grad.abs().sum() > 0
-    assert all(f.grad is None for f in teacher_features)
-    assert all(p.grad is not None for p in strategy.parameters())
+def test_feature_gradients_reach_student_and_adapters_never_the_teacher():
+    head = torch.nn.Linear(3, 4)
+    head.requires_grad_(False)  # the trainer's teachers are frozen
+    heads = [lambda m: head(m.mean(dim=(2, 3))), _head(HEADS[1])]
+    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=2, teacher_dims=[3, 2], teacher_heads=heads)
+    student_map = tensor(MAP_S, requires_grad=True)
+    teacher_maps = [tensor(m, requires_grad=True) for m in MAP_T]
+    strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), student_map, teacher_maps).loss.backward()
+    assert student_map.grad is not None and student_map.grad.abs().sum() > 0
+    assert all(m.grad is None for m in teacher_maps) and head.weight.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in strategy.adapters.parameters())
 
 
-def test_missing_features_with_gamma():
-    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=5, teacher_dims=[3, 2])
+def test_gamma_zero_is_logit_only_camkd_and_gamma_needs_the_heads():
+    assert len(create_strategy("camkd", 2).adapters) == 0  # logit-only CA-MKD: no adapters, no maps needed
+    assert not create_strategy("camkd", 2).uses_features
+    with pytest.raises(ConfigError, match="teacher_heads"):
+        create_strategy("camkd", 2, gamma=1.0, student_dim=2, teacher_dims=[3, 2])  # no silent fall-back
     with pytest.raises(ConfigError, match="student_features and teacher_features"):
-        strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS))
+        _strategy()(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS))

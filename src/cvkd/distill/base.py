@@ -52,9 +52,9 @@ class DistillInputs:
     labels: Tensor
     """(B,) class indices."""
     student_features: Tensor | None
-    """(B, Ds) penultimate student feature, carries gradient; None when not given."""
+    """The student's spatial feature map (B, [S,] Cs, h, w), carries gradient; None when not given."""
     teacher_features: list[Tensor] | None
-    """K tensors (B, Dk), constants; None when not given."""
+    """K teacher maps (B, [S,] Ck, hk, wk), constants; None when not given."""
 
     @property
     def num_teachers(self) -> int:
@@ -212,8 +212,8 @@ class DistillStrategy(nn.Module):
             student_logits=student_logits,
             teacher_logits=teachers,
             labels=labels,
-            student_features=None if student_features is None else student_features.flatten(1),
-            teacher_features=None if teacher_features is None else [f.detach().flatten(1) for f in teacher_features],
+            student_features=student_features,
+            teacher_features=None if teacher_features is None else [f.detach() for f in teacher_features],
         )
 
 

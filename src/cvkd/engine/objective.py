@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
+from cvkd.distill.features import MultiTeacherHints
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
 from cvkd.modalities import FUSED
@@ -22,6 +23,8 @@ class StreamObjective(nn.Module):
     keyed by student output: a trainable stream, or `fused` (a term on the fused logits of all streams); `routes`
     gives the teachers (indices into the teacher logits) an output learns from, every teacher for one it leaves out.
     With `normalise_fused` the fused logits are divided by the sum of the fusion weights, as a fused teacher's are.
+    `hints` (stream -> `MultiTeacherHints`) add `hint_weight` x that stream's feature-hint loss to the total; with
+    hints or a strategy's feature term the streams are run for their spatial maps (and the teachers must give theirs).
     """
 
     def __init__(
@@ -31,6 +34,8 @@ class StreamObjective(nn.Module):
         strategies: Mapping[str, DistillStrategy],
         routes: Mapping[str, Sequence[int]] | None = None,
         normalise_fused: bool = False,
+        hints: Mapping[str, MultiTeacherHints] | None = None,
+        hint_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -39,7 +44,9 @@ class StreamObjective(nn.Module):
         self.outputs = tuple(self.strategies)
         self.routes = {output: tuple(route) for output, route in (routes or {}).items()}
         self.fused_scale = 1.0 / sum(model.fusion_weights.values()) if normalise_fused else 1.0
-        self.uses_features = any(s.uses_features for s in self.strategies.values())
+        self.hints = nn.ModuleDict(dict(hints or {}))
+        self.hint_weight = float(hint_weight)
+        self.uses_features = bool(self.hints) or any(s.uses_features for s in self.strategies.values())
 
     def routed(self, output: str, items):
         """The entries of `items` (teacher logits (K, B, C), features or names; None stays None) `output` learns from."""
@@ -64,17 +71,20 @@ class StreamObjective(nn.Module):
         for modality in self.trainable:
             stream = self.model.streams[modality]
             if self.uses_features:
-                logits[modality], features[modality] = stream.forward_with_features(sample[modality])
+                logits[modality], features[modality] = stream.forward_with_map(sample[modality])
             else:
                 logits[modality], features[modality] = stream(sample[modality]), None
         if FUSED in self.strategies:
             logits[FUSED] = self.model.fuse(logits) * self.fused_scale
         for output, strategy in self.strategies.items():
+            maps = strategy.uses_features  # only a feature term reads the maps
             parts[output] = strategy(
-                logits[output].float(), self.routed(output, teacher_logits), labels, features.get(output),
-                self.routed(output, teacher_features),
+                logits[output].float(), self.routed(output, teacher_logits), labels,
+                features.get(output) if maps else None, self.routed(output, teacher_features) if maps else None,
             )
         total = sum(part.loss for part in parts.values())
+        for modality, hint in self.hints.items():
+            total = total + self.hint_weight * hint(features[modality], teacher_features)
         return total, logits, parts
 
 
@@ -95,12 +105,14 @@ def build_strategies(
     trainable: Sequence[str],
     teacher_feature_dims: Sequence[int],
     routes: Mapping[str, Sequence[int]] | None = None,
+    teacher_heads: Sequence[object] | None = None,
 ) -> dict[str, DistillStrategy]:
     """One strategy per student output, from `distill.strategy` and `distill.params`.
 
     The outputs are the keys of `routes` (output -> indices of its teachers, cvkd.engine.routes) or, without routes,
     the trainable streams, each then learning from every teacher. Sizes a strategy needs and the config cannot know
-    are filled in: `num_classes` (meta), and the student's and teachers' feature widths (CA-MKD's feature adapters).
+    are filled in: `num_classes` (meta), and the channels of the student's and teachers' spatial maps and the
+    teachers' classifiers on their maps (`teacher_heads`; CA-MKD's feature term).
     """
     name = config.distill.strategy
     if not teacher_feature_dims and name != "none":
@@ -114,12 +126,13 @@ def build_strategies(
         params = dict(config.distill.params)
         inferred = {
             "num_classes": model.num_classes,
-            "student_dim": 0 if output == FUSED else model.streams[output].feature_dim,
-            "teacher_dims": [teacher_feature_dims[i] for i in route],
+            "student_dim": lambda: 0 if output == FUSED else model.streams[output].map_channels,
+            "teacher_dims": lambda: [teacher_feature_dims[i] for i in route],
+            "teacher_heads": lambda: None if teacher_heads is None else [teacher_heads[i] for i in route],
         }
         for key, value in inferred.items():
             if key in known and params.get(key) is None:
-                params[key] = value
+                params[key] = value() if callable(value) else value
         strategies[output] = create_strategy(name, len(route), **params)
         if output == FUSED and strategies[output].uses_features:
             raise ConfigError(f"distill.stream_teachers.{FUSED}: fused logits have no features for a feature term")
@@ -142,7 +155,7 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
             scale = stream_lr_scale(config, objective.model, modality)
             group.update(lr=group["lr"] * scale, lr_mult=group["lr_mult"] * scale)
             groups.append({**group, "name": f"{modality}.{group['name']}"})
-    extra = [p for p in objective.strategies.parameters() if p.requires_grad]
+    extra = [p for p in (*objective.strategies.parameters(), *objective.hints.parameters()) if p.requires_grad]
     if extra:
         groups.append({"params": extra, "lr": optim.lr, "weight_decay": 0.0, "lr_mult": 1.0, "name": "strategy"})
     return torch.optim.Adam(groups, lr=optim.lr, eps=optim.eps, weight_decay=optim.weight_decay)
@@ -172,3 +185,27 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, config: RunConfig, epoch
     for group in optimizer.param_groups:
         group["lr"] = base * group.get("lr_mult", 1.0)
     return base
+
+
+def build_hints(
+    config: RunConfig, model: CoViAR, trainable: Sequence[str], teacher_channels: Sequence[int],
+    hint_teachers: Sequence[int],
+) -> dict[str, MultiTeacherHints]:
+    """One `MultiTeacherHints` per trainable stream when `distill.hint_weight` > 0: adapters to the hinting teachers."""
+    distill = config.distill
+    if not isinstance(distill.hint_weight, (int, float)) or not 0 <= distill.hint_weight < float("inf"):
+        raise ConfigError(f"distill.hint_weight must be a finite number >= 0, got {distill.hint_weight!r}")
+    if distill.hint_weight == 0:
+        return {}
+    if not teacher_channels:
+        raise ConfigError("distill.hint_weight > 0 needs teachers (distill.teachers)")
+    fused = [k for k in hint_teachers if teacher_channels[k] == 0]
+    if fused:
+        raise ConfigError("distill.hint_teachers: a fused teacher has no spatial map; name stream teachers")
+    return {
+        modality: MultiTeacherHints(
+            model.streams[modality].map_channels, [teacher_channels[k] for k in hint_teachers], hint_teachers,
+            distill.hint_kernel,
+        )
+        for modality in trainable
+    }

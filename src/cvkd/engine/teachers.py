@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -94,14 +94,6 @@ class TeacherSet(nn.Module):
             needed |= set(model.modalities) if teacher.output == FUSED else {teacher.output}
         return tuple(sorted(needed))
 
-    def feature_dims(self) -> list[int]:
-        """Penultimate feature width of every teacher (0 for a fused teacher, which has none)."""
-        dims = []
-        for teacher in self.teachers:
-            model = self.runs[teacher.run].model
-            dims.append(0 if teacher.output == FUSED else model.streams[teacher.output].feature_dim)
-        return dims
-
     def check_compatible(self, class_names: Sequence[str]) -> None:
         """Every teacher must score the student's classes in the student's label order."""
         for run, loaded in self.runs.items():
@@ -147,14 +139,27 @@ class TeacherSet(nn.Module):
         return torch.stack(outputs)
 
     @torch.no_grad()
-    def forward_with_features(self, sample: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits (K, B, C) and each teacher's penultimate features (for feature distillation; streams only)."""
-        logits, features = [], []
-        for teacher in self.teachers:
+    def forward_with_maps(self, sample: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Logits (K, B, C) and each stream teacher's spatial map (B, S, C_k, h, w) (None for a fused teacher)."""
+        fused = self.forward(sample) if any(t.output == FUSED for t in self.teachers) else None
+        logits, maps = [], []
+        for k, teacher in enumerate(self.teachers):
             if teacher.output == FUSED:
-                raise ConfigError(f"teacher {teacher.name}: a fused teacher has no features; use stream teachers")
-            stream = self.models[self._model_key[teacher.run]].streams[teacher.output]
-            stream_logits, stream_features = stream.forward_with_features(sample[teacher.output])
+                logits.append(fused[k])
+                maps.append(None)
+                continue
+            stream_logits, stream_map = self._stream(teacher).forward_with_map(sample[teacher.output])
             logits.append(stream_logits.float())
-            features.append(stream_features.float())
-        return torch.stack(logits), features
+            maps.append(stream_map.float())
+        return torch.stack(logits), maps
+
+    def map_channels(self) -> list[int]:
+        """Channels of every teacher's spatial map (0 for a fused teacher, which has none)."""
+        return [0 if t.output == FUSED else self._stream(t).map_channels for t in self.teachers]
+
+    def heads(self) -> list[Callable[[torch.Tensor], torch.Tensor] | None]:
+        """Every teacher's classifier on a spatial map (`StreamNet.map_head`; None for a fused teacher), frozen."""
+        return [None if t.output == FUSED else self._stream(t).map_head for t in self.teachers]
+
+    def _stream(self, teacher: TeacherRef) -> nn.Module:
+        return self.models[self._model_key[teacher.run]].streams[teacher.output]

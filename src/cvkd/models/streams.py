@@ -101,6 +101,62 @@ class StreamNet(nn.Module):
         batch, segments = x.shape[0], x.shape[1]
         return logits.view(batch, segments, -1).mean(1), features.view(batch, segments, -1).mean(1)
 
+    def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, num_classes) and the spatial feature map before the last pooling: (B, S, C', h, w) for a clip,
+        (B, C', h, w) for frames (the map of every segment; `map_head` of it gives the same logits)."""
+        captured: list[torch.Tensor] = []
+        module, before = self._map_site()
+        if before:
+            handle = module.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0]))
+        else:
+            handle = module.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+        try:
+            logits = self.forward(x)
+        finally:
+            handle.remove()
+        feature_map = captured[-1]
+        if x.dim() == 5:
+            feature_map = feature_map.view(x.shape[0], x.shape[1], *feature_map.shape[1:])
+        return logits, feature_map
+
+    def map_head(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) of a spatial map shaped like `forward_with_map`'s: global average pooling, the
+        backbone's layers after it (if any), dropout, the classifier; the mean over segments for a clip."""
+        frames = feature_map.flatten(0, 1) if feature_map.dim() == 5 else feature_map
+        pooled = frames.mean(dim=(2, 3))
+        logits = self.classifier(self.dropout(self._after_pool()(pooled)))
+        if feature_map.dim() == 5:
+            return logits.view(feature_map.shape[0], feature_map.shape[1], -1).mean(1)
+        return logits
+
+    @property
+    def map_channels(self) -> int:
+        """Channels of the spatial map (found once by a dry run of a 64x64 frame in eval mode)."""
+        if getattr(self, "_map_channels", None) is None:
+            was_training = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    probe = next(self.parameters()).new_zeros(1, self.in_channels, 64, 64)
+                    self._map_channels = int(self.forward_with_map(probe)[1].shape[1])
+            finally:
+                self.train(was_training)
+        return self._map_channels
+
+    def _map_site(self) -> tuple[nn.Module, bool]:
+        """The module whose input (True) or output (False) is the last spatial map of the backbone."""
+        for path, before in (("avgpool", True), ("conv5", False), ("features", False)):  # resnet/compact/mobilenet_v3/
+            try:  # efficientnet pool with a module; shufflenet_v2 and mobilenet_v2 pool in forward
+                return self.backbone.get_submodule(path), before
+            except AttributeError:
+                continue
+        raise TypeError(f"{self.backbone_name}: no known place for its spatial feature map")
+
+    def _after_pool(self) -> nn.Module:
+        """The backbone's layers between the pooled map and the removed classifier (an identity for most)."""
+        parent = self.spec.classifier.rpartition(".")[0]
+        return self.backbone.get_submodule(parent or self.spec.classifier)
+
     def param_groups(self, lr: float, weight_decay: float, decay_norm_weights: bool = False) -> list[dict[str, Any]]:
         """torch.optim parameter groups with CoViAR's learning-rate multipliers; every parameter appears once.
 
