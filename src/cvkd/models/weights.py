@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -23,6 +25,19 @@ Pretrained = Union[str, os.PathLike, None]
 def _one_line(error: BaseException, limit: int = 200) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _load_problem(error: BaseException) -> str:
+    """Why torch.load refused a file, in cvkd's words (torch's weights-only text suggests unsafe loading)."""
+    refused = _REFUSED_GLOBAL.search(str(error))
+    if refused:
+        return f"it asks to call {refused.group(1)}, which no weights file needs; refused (nothing from it was run)"
+    if "Weights only load failed" in str(error):
+        return "it holds objects other than tensors and plain containers; refused (nothing from it was run)"
+    return _one_line(error)
 
 
 def load_backbone(name: str, pretrained: Pretrained = None) -> nn.Module:
@@ -58,9 +73,11 @@ def load_weights_only(path: str | os.PathLike, what: str, map_location: str | to
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {what}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's loader warnings would break the one-line report
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and torch errors all mean "not readable"
-        raise CheckpointError(f"{path}: not a readable {what} ({_one_line(error)})") from None
+        raise CheckpointError(f"{path}: not a readable {what} ({_load_problem(error)})") from None
 
 
 def load_state_dict_checked(

@@ -5,7 +5,8 @@ relative video paths, and when known `class_names` (C,) unicode and `stream` (0-
 `allow_pickle=False`.
 
 CoViAR's format holds `scores` as an object array of N `(logits of shape (1, C), label)` pairs next to `labels` (N,)
-and `names` (N,). Reading it needs pickle, which `load_scores` only allows for files that look like CoViAR's.
+and `names` (N,). Its object arrays are read by `cvkd.scores.safe_npz`, whose unpickler admits only the NumPy and
+torch globals such pairs need: no file runs code. `np.load(..., allow_pickle=True)` is never called.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import numpy as np
 
 from cvkd.errors import ScoreFileError
 from cvkd.fileio import atomic_path
-
-_OBJECT_ARRAY_MESSAGE = "Object arrays cannot be loaded when allow_pickle=False"
+from cvkd.scores.safe_npz import OBJECT_ARRAY_MESSAGE, SafeNpz
 
 
 @dataclass
@@ -114,17 +114,17 @@ def load_scores(path: str | os.PathLike) -> ScoreSet:
 
     Trust decision: CoViAR's files store their scores (and possibly their labels) as pickled object arrays.
     Only a file whose `names` load without pickle as strings and whose `scores` is an object array is taken for
-    CoViAR's, and only its `scores` and `labels` are then unpickled. Unpickling runs code chosen by whoever wrote the
-    file: load only score files that you or your own runs produced.
+    CoViAR's, and only its `scores` and `labels` are then unpickled, through an allow-list unpickler
+    (`cvkd.scores.safe_npz`): a pickle naming any other global is refused, so no file runs code.
     """
     path = Path(path)
     if not path.is_file():
         raise ScoreFileError(path, "no such score file")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ScoreFileError(path, "not a .npz score file (it holds a single .npy array)")
-        with archive:
+        with open(path, "rb") as handle:
+            if handle.read(6) == b"\x93NUMPY":
+                raise ScoreFileError(path, "not a .npz score file (it holds a single .npy array)")
+        with SafeNpz(path) as archive:
             return _read_archive(path, archive)
     except ScoreFileError:
         raise
@@ -132,7 +132,7 @@ def load_scores(path: str | os.PathLike) -> ScoreSet:
         raise ScoreFileError(path, f"not a readable .npz score file ({_one_line(error)})") from None
 
 
-def _read_archive(path: Path, archive: np.lib.npyio.NpzFile) -> ScoreSet:
+def _read_archive(path: Path, archive: SafeNpz) -> ScoreSet:
     """Build a ScoreSet from an open archive, unpickling only when the file is recognisably CoViAR's."""
     missing = [key for key in ("scores", "labels", "names") if key not in archive.files]
     if missing:
@@ -146,7 +146,7 @@ def _read_archive(path: Path, archive: np.lib.npyio.NpzFile) -> ScoreSet:
     scores = _plain_array(path, archive, "scores", required=False)
     labels = _plain_array(path, archive, "labels", required=scores is not None)
     if scores is None:
-        scores, labels = _coviar_scores_and_labels(path, labels)
+        scores, labels = _coviar_scores_and_labels(path, archive, labels)
     if scores.dtype.kind not in "fiu":
         raise ScoreFileError(path, f"scores must be real numbers, got {scores.dtype}")
     try:
@@ -159,12 +159,12 @@ def _read_archive(path: Path, archive: np.lib.npyio.NpzFile) -> ScoreSet:
         raise ScoreFileError(path, str(error)) from None
 
 
-def _plain_array(path: Path, archive: np.lib.npyio.NpzFile, key: str, required: bool) -> np.ndarray | None:
+def _plain_array(path: Path, archive: SafeNpz, key: str, required: bool) -> np.ndarray | None:
     """The array `key` loaded without pickle; None if it is an object array, or ScoreFileError if `required`."""
     try:
         return archive[key]
     except ValueError as error:
-        if _OBJECT_ARRAY_MESSAGE not in str(error):
+        if OBJECT_ARRAY_MESSAGE not in str(error):
             raise
         if required:
             problem = f"{key} is a pickled object array, which neither cvkd nor CoViAR writes"
@@ -172,19 +172,16 @@ def _plain_array(path: Path, archive: np.lib.npyio.NpzFile, key: str, required: 
         return None
 
 
-def _coviar_scores_and_labels(path: Path, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Unpickle CoViAR's `scores` pairs `(logits (1, C), label)` into (N, C) logits and (N,) labels.
+def _coviar_scores_and_labels(
+    path: Path, archive: SafeNpz, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unpickle (allow-list only) CoViAR's `scores` pairs `(logits (1, C), label)` into (N, C) logits, (N,) labels.
 
     `labels` is the file's plain `labels` array, or None when it too was pickled; either way it must agree with the
     labels inside the pairs.
     """
-    try:
-        with np.load(path, allow_pickle=True) as archive:
-            pairs = archive["scores"]
-            stored_labels = [_as_label(value) for value in archive["labels"]] if labels is None else labels.tolist()
-    except Exception as error:  # noqa: BLE001 - unpickling can fail in any way; report it as this file's problem
-        problem = f"cannot unpickle CoViAR scores ({type(error).__name__}: {_one_line(error)})"
-        raise ScoreFileError(path, problem) from None
+    pairs = archive.objects("scores")
+    stored_labels = [_as_label(value) for value in archive.objects("labels")] if labels is None else labels.tolist()
     if pairs.ndim == 0 or len(pairs) == 0:
         raise ScoreFileError(path, "holds no videos")
     if len(pairs) != len(stored_labels):
