@@ -21,7 +21,6 @@ def move_sample(batch: Mapping[str, object], modalities: tuple[str, ...], device
     return {m: batch[m].to(device, non_blocking=True) for m in modalities}  # type: ignore[union-attr]
 
 
-@torch.no_grad()
 def collect_scores(
     model: CoViAR,
     loader: DataLoader,
@@ -32,27 +31,55 @@ def collect_scores(
     description: str = "evaluate",
 ) -> dict[str, ScoreSet]:
     """Per-video logits of every stream and of the fused model (key `fused`), in dataset order, on every process."""
-    was_training = model.training
-    model.eval()
-    keys = list(model.modalities) + [FUSED]
+    return collect_scores_many({"model": model}, loader, runtime, class_names, amp, progress, description)["model"]
+
+
+@torch.no_grad()
+def collect_scores_many(
+    models: Mapping[str, CoViAR],
+    loader: DataLoader,
+    runtime: Runtime,
+    class_names: tuple[str, ...],
+    amp: bool = False,
+    progress: bool = True,
+    description: str = "evaluate",
+) -> dict[str, dict[str, ScoreSet]]:
+    """`collect_scores` of several models in one pass over the loader: each batch is decoded once and scored by every
+    model (the loader must yield every modality any of them reads)."""
+    was_training = {name: model.training for name, model in models.items()}
+    keys = {name: list(model.modalities) + [FUSED] for name, model in models.items()}
+    logits: dict[str, dict[str, list[np.ndarray]]] = {name: {key: [] for key in keys[name]} for name in models}
     indices: list[np.ndarray] = []
-    logits: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     labels: list[np.ndarray] = []
+    for model in models.values():
+        model.eval()
     bar = tqdm(loader, desc=description, leave=False, disable=not (progress and runtime.is_main), unit="batch")
     for batch in bar:
-        sample = move_sample(batch, model.modalities, runtime.device)
-        with autocast(runtime.device, amp):
-            per_stream = model.forward_streams(sample)
-            per_stream[FUSED] = model.fuse(per_stream)
-        for key in keys:
-            logits[key].append(per_stream[key].float().cpu().numpy())
+        for name, model in models.items():
+            sample = move_sample(batch, model.modalities, runtime.device)
+            with autocast(runtime.device, amp):
+                per_stream = model.forward_streams(sample)
+                per_stream[FUSED] = model.fuse(per_stream)
+            for key in keys[name]:
+                logits[name][key].append(per_stream[key].float().cpu().numpy())
         indices.append(batch["index"].numpy())
         labels.append(batch["label"].numpy())
-    model.train(was_training)
+    for name, model in models.items():
+        model.train(was_training[name])
+    return {name: _score_sets(logits[name], indices, labels, model.num_classes, loader, runtime, class_names)
+            for name, model in models.items()}
+
+
+def _score_sets(
+    logits: dict[str, list[np.ndarray]], indices: list[np.ndarray], labels: list[np.ndarray], num_classes: int,
+    loader: DataLoader, runtime: Runtime, class_names: tuple[str, ...],
+) -> dict[str, ScoreSet]:
+    """One model's collected logits as a ScoreSet per key, joined over processes and in dataset order."""
     local = {
         "index": np.concatenate(indices) if indices else np.zeros(0, np.int64),
         "label": np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        **{key: np.concatenate(parts) if parts else np.zeros((0, model.num_classes), np.float32) for key, parts in logits.items()},
+        **{key: np.concatenate(parts) if parts else np.zeros((0, num_classes), np.float32)
+           for key, parts in logits.items()},
     }
     merged = _gather_by_index(local, runtime)
     names = np.array([loader.dataset.video_list[int(i)][0] for i in merged["index"]])
@@ -64,7 +91,7 @@ def collect_scores(
             class_names=tuple(class_names),
             stream=key,
         )
-        for key in keys
+        for key in logits
     }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cvkd.data.folder import dataset_split
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import Rendering
-from cvkd.engine.evaluate import FUSED, collect_scores
+from cvkd.engine.evaluate import FUSED, collect_scores_many
 from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
@@ -74,21 +75,42 @@ def evaluate_model(
     The model must sit on `runtime.device` (default: a single-process runtime on the model's device); `source` names
     the model in the error raised when the dataset's classes are not the ones it scores.
     """
+    return evaluate_models({source: model}, class_names, data_root, Protocol(split, segments, crops), crop_size,
+                           accumulate, batch_size, workers, runtime, progress, rendering)[source]
+
+
+def evaluate_models(
+    models: Mapping[str, CoViAR],
+    class_names: tuple[str, ...],
+    data_root: str | os.PathLike,
+    protocol: Protocol,
+    crop_size: int,
+    accumulate: bool,
+    batch_size: int = 4,
+    workers: int = 2,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+    rendering: Rendering = Rendering(),
+) -> dict[str, dict[str, ScoreSet]]:
+    """`evaluate_model` of several models (keyed by a name for errors) that read their inputs alike, in one pass over
+    the test videos: each video is decoded once, for every modality any of the models reads."""
+    first = next(iter(models.values()))
     if runtime is None:
-        device = next(model.parameters()).device
-        runtime = Runtime(device=device)
-    video_list = dataset_split(data_root, split)
+        runtime = Runtime(device=next(first.parameters()).device)
+    video_list = dataset_split(data_root, protocol.split)
     if video_list is None or not len(video_list):
-        raise DatasetError(f"{data_root}: no videos in split {split!r}")
+        raise DatasetError(f"{data_root}: no videos in split {protocol.split!r}")
     if tuple(video_list.classes) != tuple(class_names):
-        raise DatasetError(f"{data_root}: classes differ from those {source} was trained on")
+        names = ", ".join(models)
+        raise DatasetError(f"{data_root}: classes differ from those {names} was trained on")
+    modalities = tuple(sorted({m for model in models.values() for m in model.modalities}))
     dataset = CompressedVideoDataset(
-        video_list, model.modalities, segments, train=False, crop_size=crop_size, test_crops=crops,
+        video_list, modalities, protocol.segments, train=False, crop_size=crop_size, test_crops=protocol.crops,
         accumulate=accumulate, rendering=rendering,
     )
     loader = make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=runtime.distributed)
-    return collect_scores(model, loader, runtime, tuple(class_names), progress=progress,
-                          description=f"test {segments}x{crops}")
+    return collect_scores_many(models, loader, runtime, tuple(class_names), progress=progress,
+                               description=f"test {protocol.segments}x{protocol.crops}")
 
 
 def _evaluate_loaded(
@@ -187,17 +209,51 @@ def cached_evaluation(
 ) -> CachedEvaluation:
     """The run's metrics under `protocol`: read back from its metrics JSON when that is newer than the checkpoint and
     describes the same checkpoint, dataset and classes; otherwise evaluated, then saved (JSON and score files)."""
-    path = eval_cache_path(loaded.checkpoint, protocol)
-    root = _resolved_root(data_root or loaded.config.data.root)
-    if reuse:
-        previous = read_cached_evaluation(loaded, protocol, root)
+    return cached_evaluations([loaded], protocol, data_root, batch_size, workers, runtime, progress, reuse)[0]
+
+
+def cached_evaluations(
+    runs: Sequence[LoadedRun],
+    protocol: Protocol = Protocol(),
+    data_root: str | None = None,
+    batch_size: int = 4,
+    workers: int = 2,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+    reuse: bool = True,
+) -> list[CachedEvaluation]:
+    """`cached_evaluation` of every run, in order; the runs that need evaluating and read their inputs alike (dataset,
+    crop size, accumulation, rendering, classes) share one pass over the test videos."""
+    results: dict[Path, CachedEvaluation] = {}
+    pending: dict[tuple, dict[Path, LoadedRun]] = {}
+    for loaded in runs:
+        root = _resolved_root(data_root or loaded.config.data.root)
+        previous = read_cached_evaluation(loaded, protocol, root) if reuse else None
         if previous is not None:
-            return previous
-    runtime = runtime or Runtime(device=next(loaded.model.parameters()).device)
-    scores = _evaluate_loaded(loaded, protocol, root, batch_size, workers, runtime, progress)
+            results[loaded.checkpoint] = previous
+            continue
+        data = loaded.config.data
+        inputs = (root, data.crop_size, data.accumulate, data.rendering(train=False), tuple(loaded.class_names))
+        pending.setdefault(inputs, {})[loaded.checkpoint] = loaded
+    for (root, crop_size, accumulate, rendering, class_names), group in pending.items():
+        models = {str(checkpoint): loaded.model for checkpoint, loaded in group.items()}
+        first = next(iter(group.values()))
+        scores = evaluate_models(models, class_names, root, protocol, crop_size, accumulate, batch_size, workers,
+                                 runtime or Runtime(device=next(first.model.parameters()).device), progress,
+                                 rendering)
+        for checkpoint, loaded in group.items():
+            results[checkpoint] = _save_evaluation(loaded, protocol, root, scores[str(checkpoint)], runtime)
+    return [results[loaded.checkpoint] for loaded in runs]
+
+
+def _save_evaluation(
+    loaded: LoadedRun, protocol: Protocol, root: str, scores: dict[str, ScoreSet], runtime: Runtime | None
+) -> CachedEvaluation:
+    """Write one run's fresh evaluation (score files, then the metrics JSON that names them) on the main process."""
+    path = eval_cache_path(loaded.checkpoint, protocol)
     metrics = {key: summarize(s.scores, s.labels) for key, s in scores.items()}
     files = {key: _score_file(path, key) for key in scores}
-    if runtime.is_main:
+    if runtime is None or runtime.is_main:
         for key, score_set in scores.items():
             save_scores(score_set, files[key])
         atomic_write_json(path, {

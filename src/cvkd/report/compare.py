@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cvkd.engine.protocol import CachedEvaluation, Protocol, cached_evaluation
+from cvkd.engine.protocol import CachedEvaluation, Protocol, cached_evaluations
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, select_device
 from cvkd.errors import DatasetError
@@ -164,9 +164,7 @@ def compare_runs(students: Sequence[str | os.PathLike], teachers: Sequence[str |
         if loaded.class_names != teacher.class_names:
             raise DatasetError(f"{given}: trained on other classes than the teacher ({len(loaded.class_names)} vs "
                                f"{len(teacher.class_names)} classes, or in another order)")
-    evaluations = {
-        loaded.checkpoint: _evaluate(loaded, settings) for loaded in [*teacher.runs, *student_runs]
-    }
+    evaluations = _evaluate([*teacher.runs, *student_runs], settings)
     reference = composed_scores(teacher, evaluations)
     crop = teacher.runs[0].config.data.crop_size
     rows = [_teacher_row(teacher, reference, crop, settings)]
@@ -175,17 +173,21 @@ def compare_runs(students: Sequence[str | os.PathLike], teachers: Sequence[str |
     return build_comparison(rows, settings.protocol, crop, settings.gop, settings.resamples, evaluations)
 
 
-def _evaluate(loaded: LoadedRun, settings: CompareSettings) -> CachedEvaluation:
-    """The run's cached evaluation, computed on `settings.device` when missing or stale (the model returns to CPU)."""
+def _evaluate(runs: Sequence[LoadedRun], settings: CompareSettings) -> dict[Path, CachedEvaluation]:
+    """Every run's cached evaluation, the missing or stale ones computed together on `settings.device` in one pass
+    over the test videos (the models return to the CPU)."""
     device = select_device(settings.device)
-    loaded.model.to(device)
+    for loaded in runs:
+        loaded.model.to(device)
     try:
-        return cached_evaluation(
-            loaded, settings.protocol, settings.data_root, settings.batch_size, settings.workers,
+        evaluations = cached_evaluations(
+            runs, settings.protocol, settings.data_root, settings.batch_size, settings.workers,
             Runtime(device=device), settings.progress, settings.reuse,
         )
     finally:
-        loaded.model.to("cpu")
+        for loaded in runs:
+            loaded.model.to("cpu")
+    return {loaded.checkpoint: evaluation for loaded, evaluation in zip(runs, evaluations)}
 
 
 def _correct_on(reference: ScoreSet, scores: ScoreSet) -> np.ndarray:
