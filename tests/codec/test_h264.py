@@ -168,3 +168,17 @@ def test_p_frame_motion_equals_a_rasterisation_of_the_exported_vectors(tmp_path)
         expected[..., 1] = pixel_y - np.clip(pixel_y - expected[..., 1], 0, video.height - 1)
         assert np.array_equal(video.load(t, "mv", accumulate=False), expected), t
     assert (16, 16) in sizes and len(sizes) >= 2
+
+
+def test_raw_h264_stream_reads_like_the_mp4(tmp_path):
+    """A raw .h264 stream (no timestamps: read from its first byte) gives the same arrays as the same stream in MP4."""
+    options = {"x264-params": "threads=1:ref=3:keyint=12:min-keyint=12:scenecut=0", "crf": "4", "bf": "2"}
+    raw = encode_with_pyav(square_clip(), tmp_path / "c.h264", codec="libx264", container_format="h264",
+                           gop=12, b_frames=2, options=options)
+    boxed = encode_with_pyav(square_clip(), tmp_path / "c.mp4", codec="libx264", gop=12, b_frames=2, options=options)
+    raw_video, boxed_video = CompressedVideo(raw), CompressedVideo(boxed)
+    assert not raw_video.index.seekable and "B" in raw_video.index.pict_types
+    assert raw_video.index.pict_types == boxed_video.index.pict_types
+    for frame in (3, 14, 20):
+        got, expected = (v.load_many([frame], ["iframe", "mv", "residual"]) for v in (raw_video, boxed_video))
+        assert all(np.array_equal(got[name][0], expected[name][0]) for name in got), frame

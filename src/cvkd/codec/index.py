@@ -133,10 +133,13 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         stream = first_video_stream(container, path)
         codec = stream.codec_context.name
         try:
-            types, pts = _scan_mpeg4_packets(container, stream) if codec == "mpeg4" else ([], [])
-            if codec != "mpeg4" or "B" in types:  # packets come in decode order: B-frames need display order
-                container.seek(0)
+            if codec != "mpeg4":
                 types, pts = _scan_by_decoding(container, stream)
+            else:
+                types, pts = _scan_mpeg4_packets(container, stream)
+                if "B" in types:  # packets come in decode order: B-frames need display order, from a fresh demuxer
+                    with open_video(path) as again:
+                        types, pts = _scan_by_decoding(again, first_video_stream(again, path))
         except av.FFmpegError as error:
             raise VideoError(path, f"corrupt video stream ({_short(error)})") from None
         width, height = stream.codec_context.width, stream.codec_context.height
