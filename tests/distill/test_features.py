@@ -47,7 +47,7 @@ def test_hint_loss_is_the_mean_over_teachers_of_the_per_sample_mse():
     expected = (((np.maximum(student, 0) - big) ** 2).mean() + ((np.maximum(pooled, 0) - small) ** 2).mean()) / 2
     hints = _identity_hints(2, 2)
     loss = hints(torch.tensor(student, dtype=torch.float32), [torch.tensor(m, dtype=torch.float32) for m in (big, small)])
-    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss.detach()), expected, rtol=1e-5)
 
 
 def test_only_the_named_teachers_hint():
@@ -55,7 +55,7 @@ def test_only_the_named_teachers_hint():
     hints.teachers = (1,)  # teacher 1 of [0, 1, 2]; the others' maps (even a fused teacher's None) are never read
     student, target = torch.randn(2, 2, 3, 3), torch.randn(2, 2, 3, 3)
     loss = hints(student, [None, target, None])
-    np.testing.assert_allclose(float(loss), float((student.relu() - target).pow(2).mean()), rtol=1e-5)
+    np.testing.assert_allclose(float(loss.detach()), float((student.relu() - target).pow(2).mean()), rtol=1e-5)
 
 
 def test_hint_gradients_reach_the_student_and_the_adapters_only():

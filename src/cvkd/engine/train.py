@@ -18,13 +18,14 @@ from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
 from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
-from cvkd.engine.routes import resolve_routes
+from cvkd.engine.routes import resolve_routes, teacher_routes
 from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, save_checkpoint
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
 from cvkd.scores.metrics import top_k_accuracy
 from cvkd.engine.objective import (
     StreamObjective,
+    build_hints,
     build_optimizer,
     build_strategies,
     set_learning_rate,
@@ -39,6 +40,7 @@ from cvkd.fileio import atomic_write_json, atomic_write_text, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
 CACHE_FILE = "teacher_cache.pt"
+HINTS_KEY = "distill.hint_teachers"
 
 
 @dataclass
@@ -96,8 +98,6 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     _initialise_streams(config, model, class_names)
     trainable = trainable_streams(config, model)
     objective = build_objective(config, model, trainable, teachers).to(runtime.device)
-    if objective.uses_features and config.distill.cache:
-        raise ConfigError("distill.cache stores teacher logits only; a feature term (gamma > 0) needs live teachers")
     for modality in config.model.frozen:
         model.streams[modality].requires_grad_(False)
     if runtime.device.type == "cuda" and config.channels_last:
@@ -153,12 +153,19 @@ def training_dataset(
 def build_objective(
     config: RunConfig, model: CoViAR, trainable: tuple[str, ...], teachers: TeacherSet | None
 ) -> StreamObjective:
-    """The trainable streams with their strategies, routed to the teachers each output learns from."""
-    teacher_dims = teachers.feature_dims() if teachers else []
+    """The trainable streams with their strategies, routed to the teachers each output learns from, and their hints."""
+    distill = config.distill
+    teacher_dims = teachers.map_channels() if teachers else []
     refs = teachers.teachers if teachers else []
-    routes = resolve_routes(config.distill.stream_teachers, refs, trainable)
-    strategies = build_strategies(config, model, trainable, teacher_dims, routes)
-    return StreamObjective(model, trainable, strategies, routes, normalise_fused=config.distill.normalise_fused)
+    routes = resolve_routes(distill.stream_teachers, refs, trainable)
+    heads = teachers.heads() if teachers else None
+    strategies = build_strategies(config, model, trainable, teacher_dims, routes, heads)
+    hinting = tuple(range(len(refs)))
+    if distill.hint_teachers and refs:
+        hinting = teacher_routes({HINTS_KEY: distill.hint_teachers}, refs, [HINTS_KEY])[HINTS_KEY]
+    hints = build_hints(config, model, trainable, teacher_dims, hinting)
+    return StreamObjective(model, trainable, strategies, routes, normalise_fused=distill.normalise_fused,
+                           hints=hints, hint_weight=distill.hint_weight)
 
 
 def _load_teachers(config: RunConfig, runtime: Runtime, class_names: tuple[str, ...]) -> TeacherSet | None:
@@ -191,14 +198,15 @@ def attach_cache(parts: RunParts) -> None:
     path = parts.out / CACHE_FILE
     teacher_view = training_dataset(config, parts.train_set.video_list, list(teachers.modalities), parts.train_set.scales)
     views = config.distill.cache_views
+    maps_size = config.distill.cache_map_size if parts.objective.uses_features else None  # maps only when read
     if runtime.is_main:
         parts.cache = load_or_build_cache(
             path, teachers, teacher_view, views, config.data.batch_size, config.data.workers, runtime.device,
-            parts.progress,
+            parts.progress, maps_size=maps_size,
         )
     barrier(runtime)
     if parts.cache is None:
-        parts.cache = TeacherCache.load(path, cache_key(teachers, teacher_view, views))
+        parts.cache = TeacherCache.load(path, cache_key(teachers, teacher_view, views, maps_size))
 
 
 def start_epoch(parts: RunParts, epoch: int) -> tuple[float, int]:
@@ -228,10 +236,14 @@ def teacher_outputs(parts: RunParts, batch: dict, sample: dict, view_epoch: int)
     """Teacher logits (and features, when a term needs them) for one batch: live, or from the cache's view."""
     if parts.teachers is None:
         return None, None
-    if parts.objective.uses_features:
-        return parts.teachers.forward_with_features(sample)
+    device, maps = parts.runtime.device, parts.objective.uses_features
     if parts.cache is not None:
-        return parts.cache.lookup_view(batch["index"], view_epoch).to(parts.runtime.device), None
+        logits = parts.cache.lookup_view(batch["index"], view_epoch).to(device)
+        if not maps:
+            return logits, None
+        return logits, [None if m is None else m.to(device) for m in parts.cache.lookup_maps(batch["index"], view_epoch)]
+    if maps:
+        return parts.teachers.forward_with_maps(sample)
     return parts.teachers(sample), None
 
 
@@ -257,6 +269,7 @@ class _Trainer:
             raise CheckpointError(f"{path}: was written for another model; use another run name or delete the folder")
         load_state_dict_strict(parts.model, state["model"], path)
         load_state_dict_strict(parts.objective.strategies, state["strategies"], path)
+        load_state_dict_strict(parts.objective.hints, state.get("hints", {}), path)
         parts.optimizer.load_state_dict(state["optimizer"])
         parts.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1
@@ -356,6 +369,7 @@ class _Trainer:
             "epoch": epoch,
             "model": parts.model.state_dict(),
             "strategies": parts.objective.strategies.state_dict(),
+            "hints": parts.objective.hints.state_dict(),
             "optimizer": parts.optimizer.state_dict(),
             "scaler": parts.scaler.state_dict(),
             "best_val": self.best_val,

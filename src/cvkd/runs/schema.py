@@ -78,9 +78,6 @@ class OptimConfig:
     # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
     # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
     stream_lr: dict[str, float] = field(default_factory=dict)
-    # stream -> its own base learning rate (CoViAR trains each stream at its own; e.g. {iframe: 3e-4, mv: 1e-2}): every
-    # multiplier of that stream applies to it instead of lr; unnamed streams keep lr. The schedule is shared.
-    stream_lr: dict[str, float] = field(default_factory=dict)
     # decay the weights of BatchNorm (and other norm) layers too, sparing only biases (CoViAR); default: norms undecayed
     norm_weight_decay: bool = False
 
@@ -100,6 +97,14 @@ class DistillConfig:
     # student output (a stream, or "fused": adds a term on its 2:1:1 fused logits) -> the teachers it learns from
     # (`mv`, `fused`, `RUN:mv`); an output not named learns from every teacher (cvkd.engine.routes)
     stream_teachers: dict[str, list[str]] = field(default_factory=dict)
+    # multi-teacher feature hints beside the logit strategy: hint_weight * mean over hinting teachers of the MSE between
+    # the student's spatial map (through a learned adapter per teacher) and the teacher's map; 0 turns them off
+    hint_weight: float = 0.0
+    hint_teachers: list[str] = field(default_factory=list)  # who hints (names as in stream_teachers); empty: every teacher
+    hint_kernel: int = 1  # the adapters' conv: 1 (1x1) or 3 (3x3)
+    # with distill.cache and hints or a feature term: teacher maps are cached too (float32), average-pooled to this
+    # size x size (0: each teacher's own size)
+    cache_map_size: int = 0
 
 
 @dataclass
