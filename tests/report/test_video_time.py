@@ -88,9 +88,24 @@ def test_profile_reports_seconds_per_video_at_every_protocol(tmp_path, capsys, f
         assert [(t["segments"], t["crops"]) for t in model["seconds_per_video"]] == [(5, 1), (25, 1), (25, 10)]
     ratios = data["ratios_teacher_over_student"]
     assert {"seconds_per_video_5x1", "seconds_per_video_25x1", "seconds_per_video_25x10"} <= set(ratios)
-    assert main([*args, "--video", "synthetic"]) == 0
-    out = capsys.readouterr().out
-    assert "seconds per video end to end (one 112x112, 36 frames" in out
-    assert "25x10 (250 views):" in out and "seconds per video end to end (25x10):" in out
     assert main([*args, "--no-latency", "--json"]) == 0
     assert all(m["seconds_per_video"] == [] and m["video"] is None for m in json.loads(capsys.readouterr().out)["models"])
+
+
+def test_seconds_per_video_lookup_and_ratio_on_made_up_times():
+    from cvkd.report.cost_accounting import StreamCosts, cost_report
+    from cvkd.report.model_profile import ModelProfile, format_profile, format_ratios, profile_ratios
+    from cvkd.report.video_time import VideoTime
+
+    costs = cost_report(StreamCosts(4, 2, 2), StreamCosts(12, 1, 1))
+    def made_up(name: str, seconds: tuple[float, float]) -> ModelProfile:
+        times = tuple(VideoTime(s, c, read, net, 1, 1) for (s, c), (read, net) in zip(((5, 1), (25, 10)), seconds))
+        return ModelProfile(name, {}, 3, 32, costs, None, TINY, times)
+    teacher, student = made_up("t", ((1.0, 3.0), (2.0, 30.0))), made_up("s", ((0.5, 0.5), (1.0, 7.0)))
+    assert student.seconds_per_video(5, 1) == 1.0 and student.seconds_per_video(25, 1) is None
+    ratios = profile_ratios(teacher, student)
+    assert ratios["seconds_per_video_5x1"] == pytest.approx(4.0) and ratios["seconds_per_video_25x10"] == 4.0
+    text = format_profile(student)
+    assert "seconds per video end to end (one 64x48, 26 frames (1.0 s at 25 fps), GOP 12, q 5 video" in text
+    assert "25x10 (250 views): 8.000 s = reading 1.000 s (decode + representation + transforms) + networks 7.000 s" in text
+    assert "seconds per video end to end (25x10): 32.000 / 8.000 = 4.00x" in format_ratios(teacher, student)

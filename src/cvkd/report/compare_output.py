@@ -17,6 +17,7 @@ import numpy as np
 from cvkd.fileio import atomic_write_json, atomic_write_text
 from cvkd.report.compare import Comparison, CompareRow
 from cvkd.report.differences import PairedDifference, format_interval
+from cvkd.report.cost_accounting import safe_ratio
 from cvkd.report.environment import environment_lines
 from cvkd.report.model_profile import UNIT_NOTE, format_ratio
 from cvkd.report.plots import new_figure, save_figure
@@ -28,6 +29,7 @@ CSV_COLUMNS = (
     "variant", "kind", "streams", "runs", "seeds", "n", "top1_mean", "top1_sd", "top1_low95", "top1_high95",
     "top1_per_run", "delta_vs_teacher", "delta_low95", "delta_high95", "mcnemar_p_vs_teacher", "params_m",
     "params_ratio", "gmacs_per_gop_frame", "gmacs_ratio", "gmacs_per_video", "latency_ms", "latency_ratio",
+    "seconds_per_video", "seconds_ratio",
 )
 
 
@@ -67,9 +69,11 @@ def _main_table(comparison: Comparison) -> list[str]:
     """The rows: accuracy, its interval, costs and ratios."""
     lines = [
         "| variant | streams | runs | seeds | top-1 % | 95 % interval | params (M) | params ratio | "
-        "GMACs / frame | GMACs ratio | latency (ms) | latency ratio |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "GMACs / frame | GMACs ratio | latency (ms) | latency ratio | s / video | s / video ratio |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    protocol = comparison.protocol
+    teacher_seconds = comparison.teacher.profile.seconds_per_video(protocol.segments, protocol.crops)
     for row in comparison.rows:
         ratios = comparison.ratios(row)
         latency = row.profile.latency_ms
@@ -80,8 +84,16 @@ def _main_table(comparison: Comparison) -> list[str]:
             f"{row.profile.params_m:.2f}", format_ratio(ratios["params"]),
             f"{row.profile.gmacs_per_gop_frame:.3f}", format_ratio(ratios["macs_per_gop_frame"]),
             "" if latency is None else f"{latency:.1f}", _ratio_cell(ratios["latency"]),
+            *_seconds_cells(teacher_seconds, row.profile.seconds_per_video(protocol.segments, protocol.crops)),
         ]) + " |")
     return lines
+
+
+def _seconds_cells(teacher: float | None, row: float | None) -> list[str]:
+    """Seconds per video end to end and teacher / row, or empty cells when not measured."""
+    if row is None:
+        return ["", ""]
+    return [f"{row:.3f}", "" if teacher is None else format_ratio(safe_ratio(teacher, row))]
 
 
 def _differences_table(comparison: Comparison) -> list[str]:
@@ -115,7 +127,9 @@ def format_markdown(comparison: Comparison) -> str:
         f"Compute: {UNIT_NOTE}, per GOP-weighted frame (I + {comparison.gop - 1} (MV + R)) / {comparison.gop} "
         f"at {comparison.crop}x{comparison.crop}. Ratios: teacher / student.",
         ("Latency: median CPU time of one sample (B=1, S=1: one frame through every stream), "
-         f"{comparison.num_threads} threads." if timed else "Latency: not measured (--no-latency)."),
+         f"{comparison.num_threads} threads. s / video: seconds per video end to end at this protocol's views "
+         "(decoding + representation + transforms + networks; cvkd.report.video_time)."
+         if timed else "Latency: not measured (--no-latency)."),
         "",
         *_main_table(comparison),
         "",
@@ -168,8 +182,18 @@ def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
             "gmacs_per_video": row.profile.costs.macs_per_video / 1e9,
             "latency_ms": "" if latency is None else latency,
             "latency_ratio": "" if ratios["latency"] is None else ratios["latency"],
+            **_seconds_columns(comparison, row),
         })
     return rows
+
+
+def _seconds_columns(comparison: Comparison, row) -> dict[str, object]:
+    """seconds_per_video (end to end, at the comparison's protocol) and seconds_ratio (teacher / row), or ''."""
+    views = (comparison.protocol.segments, comparison.protocol.crops)
+    seconds = row.profile.seconds_per_video(*views)
+    teacher = comparison.teacher.profile.seconds_per_video(*views)
+    return {"seconds_per_video": "" if seconds is None else seconds,
+            "seconds_ratio": "" if seconds is None or teacher is None else safe_ratio(teacher, seconds)}
 
 
 def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:

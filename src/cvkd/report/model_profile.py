@@ -153,11 +153,12 @@ def profile_model(
     warmup: int = 2,
     repeats: int = 10,
     video: ProbeVideo | None = None,
-    protocols: tuple[tuple[int, int], ...] = PROTOCOL_VIEWS,
+    protocols: tuple[tuple[int, int], ...] | None = None,
     video_repeats: int = 3,
 ) -> ModelProfile:
     """Count parameters and per-frame MACs of each stream at `crop` x `crop`. If `latency`, time one sample on the
-    CPU and the seconds per video end to end under each of `protocols` on `video` (default: `default_probe(crop)`)."""
+    CPU and the seconds per video end to end on `video` (default: `default_probe(crop)`) under each of `protocols`
+    (default: PROTOCOL_VIEWS and `segments` x `crops`, fewest views first)."""
     check_accountable(model)
     twins = {m: meta_twin(model.streams[m]) for m in model.modalities}
     shapes = {m: frame_shape(model.streams[m], crop) for m in model.modalities}
@@ -169,6 +170,8 @@ def profile_model(
             raise ConfigError(f"{name}: CPU latency needs the model on the CPU")
         timing = measure_latency(PositionalCoViAR(model), *sample_inputs(model, crop), warmup=warmup, repeats=repeats)
         video = video or default_probe(crop)
+        if protocols is None:
+            protocols = tuple(sorted({*PROTOCOL_VIEWS, (segments, crops)}, key=lambda p: (p[0] * p[1], p)))
         video_times = tuple(time_video(model, cached_probe_video(video), model.modalities, crop, protocols,
                                        video_repeats))
     shared = set(model.sharing_streams())
