@@ -84,7 +84,7 @@ class DemoSettings:
         common = ["data.crop_size=64", "data.val_segments=2"]
         if recipe == TEACHERS:
             return common + ["optim.epochs=6", "optim.lr_steps=[4]"]
-        return common + ["optim.epochs=5", "optim.lr_steps=[4]", "distill.cache_views=2"]
+        return common + ["optim.epochs=5", "optim.lr_steps=[4]", "distill.cache_views=5"]
 
 
 @dataclass
