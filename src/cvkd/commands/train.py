@@ -31,7 +31,9 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # only overrides were given
         config, overrides = None, [config, *overrides]
-    return load_config(RunConfig, config, overrides)
+    from cvkd.runs.validate import validate_run_config
+
+    return validate_run_config(load_config(RunConfig, config, overrides))
 
 
 def run(args: argparse.Namespace) -> int:
