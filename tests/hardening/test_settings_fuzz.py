@@ -82,3 +82,10 @@ def test_memory_estimate_is_the_hand_computed_product():
     validate_run_config(config, memory=2 * 5 * 5 * 100 * 4)  # val batch (5 segments) exactly fits
     with pytest.raises(Exception, match="data.val_segments=5: one batch of inputs needs"):
         validate_run_config(config, memory=2 * 5 * 5 * 100 * 4 - 1)
+
+
+@pytest.mark.parametrize("segments", ["0", "-1", "100000"])
+def test_predict_segments_bounded(tmp_path, capsys, segments):
+    code = main(["predict", str(tmp_path / "v.mp4"), "--model", str(tmp_path), "--segments", segments])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--segments must be in 1..1000" in err, err

@@ -9,6 +9,9 @@ import sys
 from cvkd.errors import ConfigError
 
 
+MAX_SEGMENTS = 1000  # test views sampled per video; more than a video's frames are capped to them
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd predict`."""
     parser = subparsers.add_parser(
@@ -40,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {args.topk}")
-    if args.segments < 1:
-        raise ConfigError(f"--segments must be >= 1, got {args.segments}")
+    if not 1 <= args.segments <= MAX_SEGMENTS:
+        problem = f"must be in 1..{MAX_SEGMENTS} (capped at a video's frames), got {args.segments}"
+        raise ConfigError(f"--segments {problem}")
     collected = collect_videos(args.videos)
     if args.onnx:
         predictor = load_onnx_predictor(args.onnx, args.segments, args.crops)

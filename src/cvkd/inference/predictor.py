@@ -13,6 +13,7 @@ import torch
 
 from cvkd.runs.folder import load_run
 from cvkd.engine.runtime import select_device
+from cvkd.codec.index import index_video
 from cvkd.errors import CvkdError, VideoError
 from cvkd.inference.inputs import video_inputs
 from cvkd.inference.prepare import prepare_video
@@ -67,7 +68,8 @@ class Predictor:
         started = time.perf_counter()
         encoded = prepare_video(path, self.spec.encode)
         try:
-            inputs = video_inputs(encoded, self.spec, self.segments, self.crops)
+            segments = min(self.segments, index_video(encoded).num_frames)  # more views than frames repeat frames
+            inputs = video_inputs(encoded, self.spec, segments, self.crops)
         except VideoError as error:  # name the user's file, not its cached copy
             raise VideoError(path, error.problem) from None
         logits = self.score(inputs)[0]
