@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvkd.engine.protocol import Protocol, cached_evaluation, cached_evaluations
+from cvkd.engine.protocol import Protocol, cached_evaluations
 from cvkd.runs.folder import load_run
 
 
@@ -13,7 +13,7 @@ def test_one_pass_for_several_runs_equals_one_pass_each(teacher_run, tiny, tmp_p
     protocol = Protocol("test", 2, 1)
     joint = cached_evaluations([load_run(teacher_run, "cpu"), load_run(student, "cpu")], protocol, workers=0,
                                progress=False, reuse=False)
-    alone = [cached_evaluation(load_run(run, "cpu"), protocol, workers=0, progress=False, reuse=False)
+    alone = [cached_evaluations([load_run(run, "cpu")], protocol, workers=0, progress=False, reuse=False)[0]
              for run in (teacher_run, student)]
     assert [set(e.metrics) for e in joint] == [{"iframe", "mv", "residual", "fused"}, {"mv", "fused"}]
     for together, separately in zip(joint, alone):

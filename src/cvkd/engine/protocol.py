@@ -1,7 +1,7 @@
 """The test protocols: score a model or a trained run on a split (CoViAR's 25 segments x 10 crops, or cheaper).
 
 `evaluate_model` scores any CoViAR on a dataset split; `evaluate_run` does it for a run folder or checkpoint and
-saves score files and plots (`cvkd test`); `cached_evaluation` keeps a run's metrics and per-stream scores next to its
+saves score files (`cvkd test`); `cached_evaluations` keeps each run's metrics and per-stream scores next to its
 checkpoint (`eval_<split>_<segments>x<crops>.json` and `.._<stream|fused>.npz`) and reuses them while they are newer
 than the checkpoint (`cvkd compare`).
 """
@@ -197,21 +197,6 @@ def _resolved_root(root: str | os.PathLike) -> str:
     return str(Path(root).resolve())
 
 
-def cached_evaluation(
-    loaded: LoadedRun,
-    protocol: Protocol = Protocol(),
-    data_root: str | None = None,
-    batch_size: int = 4,
-    workers: int = 2,
-    runtime: Runtime | None = None,
-    progress: bool = True,
-    reuse: bool = True,
-) -> CachedEvaluation:
-    """The run's metrics under `protocol`: read back from its metrics JSON when that is newer than the checkpoint and
-    describes the same checkpoint, dataset and classes; otherwise evaluated, then saved (JSON and score files)."""
-    return cached_evaluations([loaded], protocol, data_root, batch_size, workers, runtime, progress, reuse)[0]
-
-
 def cached_evaluations(
     runs: Sequence[LoadedRun],
     protocol: Protocol = Protocol(),
@@ -222,8 +207,10 @@ def cached_evaluations(
     progress: bool = True,
     reuse: bool = True,
 ) -> list[CachedEvaluation]:
-    """`cached_evaluation` of every run, in order; the runs that need evaluating and read their inputs alike (dataset,
-    crop size, accumulation, rendering, classes) share one pass over the test videos."""
+    """Every run's metrics under `protocol`, in order: read back from its metrics JSON when that is newer than the
+    checkpoint and describes the same checkpoint, dataset and classes; otherwise evaluated, then saved (JSON and score
+    files). The runs that need evaluating and read their inputs alike (dataset, crop size, accumulation, rendering,
+    classes) share one pass over the test videos."""
     results: dict[Path, CachedEvaluation] = {}
     pending: dict[tuple, dict[Path, LoadedRun]] = {}
     for loaded in runs:

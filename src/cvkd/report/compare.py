@@ -5,7 +5,7 @@ Rows: the teacher (one run, or several single-stream runs composed into one CoVi
 student experiment: runs whose configs differ only in `seed`, `name` and `output_dir` are seeds of one experiment and
 share a row (mean +- standard deviation over the seeds, and a 95 % bootstrap interval over seeds and videos).
 Accuracy is the fused top-1 of each run on one test protocol, from the per-video scores cached next to its checkpoint
-(`cvkd.engine.protocol.cached_evaluation`); every student is set against the teacher and its baselines with a paired
+(`cvkd.engine.protocol.cached_evaluations`, one pass over the test videos for all runs); every student is set against the teacher and its baselines with a paired
 bootstrap interval and McNemar's test (`cvkd.report.differences`). Costs come from `cvkd.report.model_profile` at the
 teacher's crop size; ratios are teacher / student.
 """
