@@ -150,8 +150,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
 
     students = [recipe_config(recipe, out, settings, 0, strategy).name for recipe, strategy in settings.students()]
     say(f"[3/4] students ({', '.join(students)}) x {settings.seeds} seed(s)")
-    for seed in range(settings.seeds):
-        for recipe, strategy in settings.students():
+    for recipe, strategy in settings.students():  # every seed of one student before the next student
+        for seed in range(settings.seeds):
             config = recipe_config(recipe, out, settings, seed, strategy)
             _train_or_reuse(config, progress)
             result.students.append(Path(config.output_dir) / config.name)
