@@ -15,7 +15,7 @@ import av
 from cvkd.errors import CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
-_INDEX_VERSION = 2  # 2: MPEG-4 Part 2 with B-frames indexed in display order
+_INDEX_VERSION = 3  # 2: MPEG-4 Part 2 with B-frames indexed in display order; 3: truncated files refused
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
 _VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
 _PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
@@ -142,12 +142,16 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
                         types, pts = _scan_by_decoding(again, first_video_stream(again, path))
         except av.FFmpegError as error:
             raise VideoError(path, f"corrupt video stream ({_short(error)})") from None
+        listed = stream.frames  # the container's own index (0 for raw streams and containers without one)
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         format_name = container.format.name.split(",")[0]
     if not types:
         raise VideoError(path, "contains no video frames")
+    if 0 < len(types) < listed:
+        raise VideoError(path, f"damaged: the container's index lists {listed} frames, the file holds {len(types)} "
+                               "(truncated?)")
     if types[0] != "I":
         raise VideoError(path, f"does not start with an I-frame (first picture type {types[0]!r})")
     if not width or not height:

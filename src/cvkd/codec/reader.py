@@ -330,15 +330,22 @@ class CompressedVideo:
             produced = 0
             for packet in packets:
                 for frame in packet.decode():
+                    if frame.is_corrupt:
+                        raise VideoError(self.path, f"damaged: frame {start + produced} decodes corrupt (truncated?)")
                     yield frame
                     produced += 1
                     if produced > last_position:
                         return
             for frame in stream.codec_context.decode(None):  # drain a decoder that buffers frames
+                if frame.is_corrupt:
+                    raise VideoError(self.path, f"damaged: frame {start + produced} decodes corrupt (truncated?)")
                 yield frame
                 produced += 1
                 if produced > last_position:
                     return
+        except VideoError:
+            self._discard_container()
+            raise
         except av.FFmpegError as error:
             self._discard_container()
             raise VideoError(self.path, f"decoding GOP {gop} failed ({error})") from None

@@ -1,0 +1,73 @@
+"""Damaged frames are errors: a raw .m4v stream cut after 4 KB and a faststart .mp4 (index at the front) cut short,
+both built on the fly, give one line naming the file and the damage and exit code 2, never a picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from clips import encode_with_pyav, pan
+
+from cvkd.cli import main
+from cvkd.codec.index import index_video
+
+SIZE, FRAMES = (128, 96), 36
+
+
+def _faststart_mp4(path: Path) -> Path:
+    """An MPEG-4 Part 2 .mp4 written with movflags=faststart: its index (moov) precedes the frames."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        stream.codec_context.gop_size = 12
+        for t, image in enumerate(pan(SIZE, FRAMES, (2, 1))):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = t
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _cut(path: Path, size: int) -> Path:
+    data = path.read_bytes()
+    assert len(data) > size, "the clip must be longer than the cut"
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(data[:size])
+    return out
+
+
+@pytest.fixture(scope="module")
+def cut_clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cut")
+    raw = encode_with_pyav(pan(SIZE, FRAMES, (2, 1)), folder / "raw.m4v", container_format="m4v", gop=12)
+    mp4 = _faststart_mp4(folder / "fast.mp4")
+    return {"raw": _cut(raw, 4096), "mp4": _cut(mp4, mp4.stat().st_size // 2)}
+
+
+def _one_line(capsys, code: int, path: Path) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert path.name in err and "damaged" in err, err
+    return err
+
+
+def test_info_reports_truncated_faststart_mp4(cut_clips, capsys):
+    err = _one_line(capsys, main(["info", str(cut_clips["mp4"])]), cut_clips["mp4"])
+    assert f"lists {FRAMES} frames" in err
+
+
+def test_extract_refuses_truncated_faststart_mp4(cut_clips, capsys, tmp_path):
+    code = main(["extract", str(cut_clips["mp4"]), "--frame", "0", "--repr", "rgb", "--out", str(tmp_path / "f.png")])
+    _one_line(capsys, code, cut_clips["mp4"])
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_extract_refuses_the_cut_frame_of_a_raw_stream(cut_clips, capsys, tmp_path):
+    last = index_video(cut_clips["raw"]).num_frames - 1  # the frame the cut went through
+    code = main(["extract", str(cut_clips["raw"]), "--frame", str(last), "--repr", "rgb",
+                 "--out", str(tmp_path / "f.png")])
+    _one_line(capsys, code, cut_clips["raw"])
+    assert not (tmp_path / "f.png").exists()
