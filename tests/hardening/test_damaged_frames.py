@@ -71,3 +71,14 @@ def test_extract_refuses_the_cut_frame_of_a_raw_stream(cut_clips, capsys, tmp_pa
                  "--out", str(tmp_path / "f.png")])
     _one_line(capsys, code, cut_clips["raw"])
     assert not (tmp_path / "f.png").exists()
+
+
+def test_info_reports_every_file_and_fails_if_any_did(cut_clips, capsys, tmp_path):
+    good = encode_with_pyav(pan(SIZE, 12, (1, 0)), tmp_path / "good.m4v", container_format="m4v", gop=12)
+    missing = tmp_path / "missing.mp4"
+    code = main(["info", str(cut_clips["mp4"]), str(good), str(missing)])
+    captured = capsys.readouterr()
+    assert code == 2
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and cut_clips["mp4"].name in errors[0] and missing.name in errors[1], errors
+    assert str(good) in captured.out and "frames       12" in captured.out

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from itertools import groupby
 
 from cvkd.codec.index import VideoIndex, index_video
 from cvkd.codec.support import reading_mode
+from cvkd.errors import CvkdError
 
 LONG_TYPES = 60  # picture-type strings longer than this are printed run-length encoded
 
@@ -47,9 +49,16 @@ def describe(index: VideoIndex) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the index of every video."""
+    """Print the index of every video; an unreadable one is one error line, the others are still reported, and the
+    exit code is 2 if any failed."""
+    failed = 0
     for path in args.videos:
-        index = index_video(path)
+        try:
+            index = index_video(path)
+        except CvkdError as error:
+            print(f"cvkd info: error: {error}", file=sys.stderr)
+            failed += 1
+            continue
         if args.json:
             print(json.dumps({
                 "path": index.path, "codec": index.codec, "container": index.container_format,
@@ -58,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
             }))
         else:
             print(describe(index))
-    return 0
+    return 2 if failed else 0
