@@ -82,3 +82,4 @@ def test_info_reports_every_file_and_fails_if_any_did(cut_clips, capsys, tmp_pat
     errors = captured.err.strip().splitlines()
     assert len(errors) == 2 and cut_clips["mp4"].name in errors[0] and missing.name in errors[1], errors
     assert str(good) in captured.out and "frames       12" in captured.out
+

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from cvkd.errors import OutputError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     """Export, optionally check, and print what was written."""
     from cvkd.inference.onnx_export import export_run
 
+    folder = Path(args.onnx).parent
+    if not folder.is_dir():
+        raise OutputError(f"{args.onnx}: folder {folder} does not exist (create it first)")
     report = export_run(args.run_path, args.onnx, segments=args.segments, check=args.check, exporter=args.exporter)
     spec = report.spec
     print(
