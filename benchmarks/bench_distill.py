@@ -19,7 +19,7 @@ import torch
 
 from cvkd.config import load_config
 from cvkd.data.synthetic import generate_synthetic
-from cvkd.engine.schema import RunConfig
+from cvkd.runs.schema import RunConfig
 from cvkd.engine.train import train
 from cvkd.recipes import recipe_path
 

@@ -79,8 +79,8 @@ def test_two_processes_follow_the_single_process_loss_trajectory(runs, read_log)
 
 def test_only_rank_zero_writes_one_checkpoint_set_and_one_row_per_epoch(runs, read_log) -> None:
     ddp, stdout, _ = runs
-    assert sorted(path.name for path in ddp.iterdir()) == ["best.pt", "config.yaml", "last.pt", "log.jsonl",
-                                                           "summary.json"]
+    assert sorted(path.name for path in ddp.iterdir()) == ["best.pt", "config.yaml", "curves.png", "last.pt",
+                                                           "log.jsonl", "summary.json"]
     assert [row["epoch"] for row in read_log(ddp)] == list(range(1, EPOCHS + 1))
     for epoch in range(1, EPOCHS + 1):
         assert stdout.count(f"ddp epoch {epoch}/{EPOCHS}:") == 1, stdout

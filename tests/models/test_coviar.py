@@ -95,7 +95,7 @@ def test_sample_missing_a_stream_is_refused():
     model = build_coviar(SMALL, 4)
     sample = sample_for()
     del sample["residual"]
-    with pytest.raises(ConfigError, match="residual"):
+    with pytest.raises(ValueError, match="residual"):  # a programming error, not a user's setting
         model(sample)
     with pytest.raises(ValueError, match="3 inputs"):
         model.forward_tuple(sample["iframe"])

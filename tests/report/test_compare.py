@@ -154,8 +154,8 @@ def test_composed_teacher_accuracy_is_the_2_1_1_fusion_of_the_stream_runs(lab):
 def test_cached_metrics_are_reused_until_older_than_the_checkpoint(lab, monkeypatch):
     compare_runs(lab["students"], lab["teachers"], SETTINGS)  # make sure every cache exists
     calls = []
-    real = protocol_module.evaluate_model
-    monkeypatch.setattr(protocol_module, "evaluate_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = protocol_module.evaluate_models
+    monkeypatch.setattr(protocol_module, "evaluate_models", lambda *a, **k: calls.append(1) or real(*a, **k))
     files = [run / f"eval_{TAG}.json" for run in [*lab["teachers"], *lab["students"]]]
     before = [file.stat().st_mtime_ns for file in files]
     compare_runs(lab["students"], lab["teachers"], SETTINGS)
