@@ -33,7 +33,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    settings = ToyDemo(strategies=("avg_targets", "entropy"), paper=True)
+    settings = ToyDemo(strategies=("avg_targets", "entropy"), shared=True, paper=True)
     result = run_demo(tmp_path / "demo", settings, progress=False)
     names = sorted(path.name for path in result.students)
     assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",

@@ -58,6 +58,7 @@ class DemoSettings:
     quick: bool = False
     seeds: int = 1
     strategies: tuple[str, ...] = ("avg_targets",)  # one multi-teacher compact student per strategy
+    shared: bool = False  # also train the shared-trunk student (one small network reads all three modalities)
     paper: bool = False  # also train the paper's student (I-frame stream shrunk, MV / residual reused)
 
     def __post_init__(self) -> None:
@@ -70,7 +71,8 @@ class DemoSettings:
     def students(self) -> list[tuple[str, str | None]]:
         """(recipe, multi-teacher strategy or None) of every student trained per seed."""
         students = [(recipe, None) for recipe in BASELINES] + [(MULTI_TEACHER, name) for name in self.strategies]
-        return students + [(SHARED_STUDENT, None)] + ([(PAPER_STUDENT, None)] if self.paper else [])
+        extras = [(SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
+        return students + [(recipe, None) for recipe, wanted in extras if wanted]
 
     @property
     def benchmark(self) -> BenchmarkSize:
