@@ -255,6 +255,14 @@ def test_group_by_seed_ignores_only_seed_name_and_output_dir():
     assert describe_streams(configs[0]) == "iframe resnet18, mv resnet18*"
 
 
+
+def test_runs_without_teachers_group_whatever_their_unused_distillation_settings():
+    no_kd = [make_config(distill__cache_views=4), make_config(seed=1, distill__cache_views=12)]
+    assert [[c.seed for c in group] for group in group_by_seed(no_kd, lambda config: config)] == [[0, 1]]
+    taught = [make_config(distill__teachers=["t"], distill__strategy="kd", distill__cache_views=views)
+              for views in (4, 12)]
+    assert len(group_by_seed(taught, lambda config: config)) == 2  # with teachers the views matter
+
 @pytest.mark.parametrize(
     "strategy, teachers, label, kind",
     [

@@ -80,6 +80,8 @@ def seed_free_config(config: RunConfig) -> dict:
     data = config_to_dict(config)
     for key in SEED_FREE_KEYS:
         data.pop(key, None)
+    if config.distill.strategy == "none" or not config.distill.teachers:
+        data.pop("distill", None)  # a run without teachers: its distillation settings never acted
     return data
 
 
