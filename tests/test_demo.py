@@ -44,7 +44,8 @@ def test_demo_runs_every_step_and_reuses_them(tmp_path):
               "avg_targets (3 teachers")
     for label in labels:
         assert label in result.table
-    assert sorted(path.name for path in result.report) == ["compare.csv", "compare.json", "compare.md", "compare.png"]
+    assert sorted(path.name for path in result.report) == ["compare.csv", "compare.json", "compare.md", "compare.png",
+                                                              "compare_cost.png"]
     checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [result.teacher, *result.students]}
 
     again = run_demo(tmp_path / "demo", settings, progress=False)
@@ -82,3 +83,9 @@ def test_each_multi_teacher_strategy_is_its_own_run():
 def test_demo_refuses_strategies_that_are_not_distinct_multi_teacher_ones(strategies):
     with pytest.raises(ConfigError, match="demo strategies"):
         DemoSettings(strategies=strategies)
+
+
+def test_seed_zero_keeps_the_one_seed_name_so_more_seeds_extend_a_finished_demo():
+    one = recipe_config("compact_nokd", Path("demo"), DemoSettings(), seed=0)
+    three = [recipe_config("compact_nokd", Path("demo"), DemoSettings(seeds=3), seed=s).name for s in range(3)]
+    assert three == [one.name, f"{one.name}_seed1", f"{one.name}_seed2"]

@@ -146,3 +146,10 @@ def test_each_epoch_sets_the_strategies_epoch_and_the_cache_view_explicitly(tiny
     assert view_epoch == 1 and parts.train_set.epoch == 1  # the cached view, whatever the epoch
     assert parts.train_loader.sampler.epoch == 3  # while the shuffling still follows the epoch
     assert seen == [2, 3]
+
+
+def test_val_every_validates_every_nth_epoch_and_the_last(tiny, read_log) -> None:
+    result = tiny.train("sparse_val", "optim.epochs=3", "optim.val_every=2")
+    rows = read_log(result.run_dir)
+    assert [row["epoch"] for row in rows if "val_top1" in row] == [2, 3]  # epoch 2 (every 2nd) and 3 (the last)
+    assert result.best_val_top1 == max(row["val_top1"] for row in rows if "val_top1" in row)

@@ -199,8 +199,9 @@ def test_cli_prints_the_table_and_writes_md_csv_png(lab, tmp_path, capsys):
     assert environment["command"] == command_line()  # this process's command line (pytest's, here)
     assert set(environment["versions"]) == {"cvkd", "torch", "torchvision", "av", "numpy", "python"}
     assert f"Command: `{environment['command']}`" in markdown and environment["torch_threads"] == 1
-    png = (out / "compare.png").read_bytes()
-    assert png[:8] == PNG_SIGNATURE and len(png) > 1000
+    for chart in ("compare.png", "compare_cost.png"):
+        png = (out / chart).read_bytes()
+        assert png[:8] == PNG_SIGNATURE and len(png) > 1000
 
 
 def test_one_multi_stream_teacher_run_is_used_as_it_is(lab):

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="dataset split to test on (default test)")
     parser.add_argument("--segments", type=int, default=5, help="frames per video (default 5)")
     parser.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop (default) or 10 crops")
-    parser.add_argument("--out", default=None, metavar="DIR", help="write compare.md, compare.csv, compare.json and compare.png here")
+    parser.add_argument("--out", default=None, metavar="DIR", help="write compare.md, .csv, .json, compare.png (accuracy and differences) and compare_cost.png (accuracy against cost) here")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="time one sample of each model on the CPU (default on)")
     parser.add_argument("--gop", type=int, default=12, help="GOP size of the GOP-weighted compute (default 12)")

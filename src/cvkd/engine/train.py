@@ -34,6 +34,7 @@ from cvkd.engine.objective import (
 from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir
 from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime
 from cvkd.runs.schema import RunConfig
+from cvkd.runs.validate import validate_run_config
 from cvkd.data.lists import VideoList
 from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from cvkd.fileio import atomic_write_json, atomic_write_text, remove_leftovers
@@ -77,6 +78,7 @@ class RunParts:
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or distil) the model `config` describes; with `resume`, continue from the run's last checkpoint."""
+    validate_run_config(config)  # API callers too: one ConfigError line per bad value, before anything starts
     runtime = start_runtime(config.device)
     try:
         return _Trainer(build_run(config, runtime, progress)).run(resume)
@@ -344,7 +346,8 @@ class _Trainer:
         return row
 
     def _validate(self, epoch: int) -> dict:
-        if self.parts.val_loader is None:
+        every, last = self.config.optim.val_every, epoch + 1 == self.config.optim.epochs
+        if self.parts.val_loader is None or ((epoch + 1) % every and not last):
             return {}
         parts = self.parts
         scores = collect_scores(

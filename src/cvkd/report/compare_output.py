@@ -293,6 +293,36 @@ def _plot_differences(differences: list[PairedDifference], axes) -> None:
     axes.set_title("Paired differences (95 % interval; colour: excludes 0)", fontsize=9)
 
 
+def plot_cost_accuracy(comparison: Comparison, path: str | os.PathLike) -> Path:
+    """Mean top-1 (95 % interval) of every variant against its GMACs per GOP-weighted frame, and against its measured
+    seconds per video end to end when the comparison timed them (a second panel)."""
+    views = (comparison.protocol.segments, comparison.protocol.crops)
+    seconds = [row.profile.seconds_per_video(*views) for row in comparison.rows]
+    timed = all(value is not None for value in seconds)
+    figure = new_figure(11.0 if timed else 6.0, 4.8)
+    panels = [("GMACs per GOP-weighted frame", [row.profile.gmacs_per_gop_frame for row in comparison.rows])]
+    if timed:
+        panels.append((f"seconds per video end to end ({views[0]}x{views[1]} views)", seconds))
+    for column, (label, costs) in enumerate(panels):
+        _scatter_variants(comparison, figure.add_subplot(1, len(panels), column + 1), costs, label)
+    return save_figure(figure, path)
+
+
+def _scatter_variants(comparison: Comparison, axes, costs: list[float], label: str) -> None:
+    """One point per variant at (cost, mean top-1) with its interval as a vertical whisker, labelled by name."""
+    for row, cost in zip(comparison.rows, costs):
+        low, high = (row.mean, row.mean) if row.interval is None else (row.interval.low, row.interval.high)
+        colour = "tab:gray" if row is comparison.teacher else "tab:blue"
+        axes.errorbar(cost, row.mean, yerr=[[max(row.mean - low, 0.0)], [max(high - row.mean, 0.0)]],
+                      fmt="o", color=colour, capsize=3)
+        axes.annotate(_wrap(row.variant, 28), (cost, row.mean), fontsize=6, xytext=(5, 3), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"{label} (log scale)")
+    axes.set_ylabel(f"{comparison.protocol.split} top-1 (%)")
+    axes.grid(alpha=0.3)
+    axes.set_title(f"Accuracy against cost ({comparison.videos} test videos; whiskers: 95 % interval)", fontsize=9)
+
+
 def _wrap(text: str, width: int = 18) -> str:
     """Break a label into lines of at most about `width` characters at spaces."""
     lines: list[str] = []
@@ -305,10 +335,10 @@ def _wrap(text: str, width: int = 18) -> str:
 
 
 def write_outputs(comparison: Comparison, out: str | os.PathLike) -> list[Path]:
-    """Write compare.md, compare.csv, compare.json and compare.png into `out`; return their paths."""
+    """Write compare.md, compare.csv, compare.json, compare.png and compare_cost.png into `out`; return their paths."""
     out = Path(out)
     markdown, document = out / "compare.md", out / "compare.json"
     atomic_write_text(markdown, format_markdown(comparison))
     atomic_write_json(document, comparison_json(comparison))
     return [markdown, write_csv(comparison, out / "compare.csv"), document,
-            plot_comparison(comparison, out / "compare.png")]
+            plot_comparison(comparison, out / "compare.png"), plot_cost_accuracy(comparison, out / "compare_cost.png")]

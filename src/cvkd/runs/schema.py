@@ -68,6 +68,7 @@ class OptimConfig:
 
     lr: float = 1e-3
     epochs: int = 10
+    val_every: int = 1  # validate (and pick best.pt) after every N-th epoch and after the last one
     lr_steps: list[int] = field(default_factory=list)  # epochs at which the learning rate is multiplied by lr_decay
     lr_decay: float = 0.1
     weight_decay: float = 1e-4
