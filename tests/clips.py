@@ -72,10 +72,11 @@ def encode_with_pyav(
     forced_iframes: Sequence[int] = (),
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
+    container_options: dict | None = None,
 ) -> Path:
     """Encode with PyAV directly (any codec, B-frames, forced I-frames): sources unlike cvkd's own output."""
     height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format) as container:
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.codec_context.gop_size = gop

@@ -38,6 +38,10 @@ class CheckpointError(CvkdError):
     """A checkpoint is missing, incomplete or belongs to another model."""
 
 
+class StaleCacheError(CheckpointError):
+    """A teacher cache is sound but was built for other teachers or views."""
+
+
 class ScoreFileError(CvkdError):
     """A score file is missing, unreadable or holds arrays of the wrong shape."""
 

@@ -3,32 +3,16 @@ both built on the fly, give one line naming the file and the damage and exit cod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import av
 import pytest
 from clips import encode_with_pyav, pan
+from hardening.damage import faststart_mp4
 
 from cvkd.cli import main
-from cvkd.codec.index import index_video
 
 SIZE, FRAMES = (128, 96), 36
-
-
-def _faststart_mp4(path: Path) -> Path:
-    """An MPEG-4 Part 2 .mp4 written with movflags=faststart: its index (moov) precedes the frames."""
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-        stream.codec_context.gop_size = 12
-        for t, image in enumerate(pan(SIZE, FRAMES, (2, 1))):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = t
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def _cut(path: Path, size: int) -> Path:
@@ -43,7 +27,7 @@ def _cut(path: Path, size: int) -> Path:
 def cut_clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("cut")
     raw = encode_with_pyav(pan(SIZE, FRAMES, (2, 1)), folder / "raw.m4v", container_format="m4v", gop=12)
-    mp4 = _faststart_mp4(folder / "fast.mp4")
+    mp4 = faststart_mp4(folder / "fast.mp4", SIZE, FRAMES)
     return {"raw": _cut(raw, 4096), "mp4": _cut(mp4, mp4.stat().st_size // 2)}
 
 
@@ -65,12 +49,26 @@ def test_extract_refuses_truncated_faststart_mp4(cut_clips, capsys, tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
-def test_extract_refuses_the_cut_frame_of_a_raw_stream(cut_clips, capsys, tmp_path):
-    last = index_video(cut_clips["raw"]).num_frames - 1  # the frame the cut went through
-    code = main(["extract", str(cut_clips["raw"]), "--frame", str(last), "--repr", "rgb",
-                 "--out", str(tmp_path / "f.png")])
+def test_info_reports_a_raw_stream_cut_mid_frame(cut_clips, capsys):
+    """A raw stream has no index to compare with: its last GOP is decoded, and the cut frame is the damage."""
+    err = _one_line(capsys, main(["info", str(cut_clips["raw"])]), cut_clips["raw"])
+    assert "decodes corrupt" in err or "could not be decoded" in err, err
+
+
+def test_extract_refuses_a_raw_stream_cut_mid_frame(cut_clips, capsys, tmp_path):
+    code = main(["extract", str(cut_clips["raw"]), "--frame", "0", "--repr", "rgb", "--out", str(tmp_path / "f.png")])
     _one_line(capsys, code, cut_clips["raw"])
     assert not (tmp_path / "f.png").exists()
+
+
+def test_a_raw_stream_cut_between_frames_is_a_shorter_stream(tmp_path, capsys):
+    """The control: a cut right before a VOP start code leaves whole frames only, which are not damage."""
+    raw = encode_with_pyav(pan(SIZE, 24, (2, 1)), tmp_path / "raw.m4v", container_format="m4v", gop=12)
+    data = raw.read_bytes()
+    cut = data.rfind(b"\x00\x00\x01\xb6")  # the last frame's VOP: everything before it is whole
+    (tmp_path / "short.m4v").write_bytes(data[:cut])
+    assert main(["info", "--json", str(tmp_path / "short.m4v")]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 23
 
 
 def test_info_reports_every_file_and_fails_if_any_did(cut_clips, capsys, tmp_path):

@@ -15,8 +15,9 @@ from coviar_files import write_coviar_scores
 
 from cvkd.cli import main
 from cvkd.config import load_config
-from cvkd.engine.teacher_cache import TeacherCache
-from cvkd.errors import CvkdError
+from cvkd.engine import teacher_cache
+from cvkd.engine.teacher_cache import TeacherCache, load_or_build_cache
+from cvkd.errors import CheckpointError, CvkdError, StaleCacheError
 from cvkd.models.weights import read_state_dict
 from cvkd.runs.checkpoint import load_checkpoint
 from cvkd.runs.schema import RunConfig
@@ -110,6 +111,25 @@ def test_torch_files_refuse_payload(tmp_path, marker, reader):
     assert not marker.exists()
     assert len(message.splitlines()) == 1 and "file.pt" in message
     assert "weights_only=False" not in message and "trust" not in message and "refused" in message
+
+
+def test_a_poisoned_teacher_cache_is_called_refused_not_stale(tmp_path, marker, monkeypatch, capsys):
+    """A cache the weights-only loader refuses is not "stale": kept (rebuild_stale=False) it is re-raised as it is;
+    otherwise a warning says it was refused as unsafe or unreadable before a new cache replaces it."""
+    path = _torch_payload(tmp_path / "teacher_cache.pt", marker, {"format": "x"})
+    monkeypatch.setattr(teacher_cache, "cache_key", lambda *args: "key")  # no teachers or data: only the file matters
+    with pytest.raises(CheckpointError) as caught:
+        load_or_build_cache(path, None, None, 1, 1, 0, torch.device("cpu"), progress=False, rebuild_stale=False)
+    assert not isinstance(caught.value, StaleCacheError) and "stale" not in str(caught.value)
+    assert "refused" in str(caught.value) and not marker.exists()
+
+    rebuilt = TeacherCache(torch.zeros(1, 1, 1, 2), "key")
+    monkeypatch.setattr(TeacherCache, "build", classmethod(lambda cls, *args: rebuilt))
+    cache = load_or_build_cache(path, None, None, 1, 1, 0, torch.device("cpu"), progress=False)
+    warning = capsys.readouterr().out.strip()
+    assert cache is rebuilt and TeacherCache.load(path, "key").key == "key" and not marker.exists()
+    assert len(warning.splitlines()) == 1 and "teacher_cache.pt" in warning and "stale" not in warning
+    assert "refused as unsafe or unreadable" in warning, warning
 
 
 def test_config_refuses_python_tags(tmp_path, marker):

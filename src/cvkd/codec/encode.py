@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from cvkd.codec.index import first_video_stream, open_video
+from cvkd.codec.index import first_video_stream, open_video, stat_video
 from cvkd.errors import VideoError
 from cvkd.fileio import atomic_path
 
@@ -148,10 +148,7 @@ def reencode(source: str | os.PathLike, out: str | os.PathLike, settings: Encode
     audio is dropped; the output appears only when complete.
     """
     source = Path(source)
-    if not source.exists():
-        raise VideoError(source, "no such file")
-    if source.stat().st_size == 0:
-        raise VideoError(source, "empty file")
+    stat_video(source)  # missing, a link loop, a folder, a fifo or empty: one line before any demuxer opens it
     frames = _decoded_frames(source)
     first = next(frames, None)
     if first is None:

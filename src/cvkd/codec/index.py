@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
+import itertools
 import json
 import os
+import stat as statmod
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import av
 
@@ -87,23 +91,36 @@ def cache_dir() -> Path:
 
 
 def stat_video(path: str | os.PathLike) -> os.stat_result:
-    """`os.stat` of a video file, with a VideoError naming it when it is missing or unreadable."""
+    """`os.stat` of a video file; VideoError naming it when it is missing, a symbolic link loop, a folder, not a
+    regular file (a fifo would block the demuxer) or empty."""
     try:
-        return Path(path).stat()
+        stat = Path(path).stat()
     except FileNotFoundError:
         raise VideoError(path, "no such file") from None
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise VideoError(path, "symbolic link loop") from None
         raise VideoError(path, f"cannot access ({error.strerror or error})") from None
+    if statmod.S_ISDIR(stat.st_mode):
+        raise VideoError(path, "is a directory, not a video")
+    if not statmod.S_ISREG(stat.st_mode):
+        raise VideoError(path, f"not a regular file (a {_file_kind(stat.st_mode)})")
+    if stat.st_size == 0:
+        raise VideoError(path, "empty file")
+    return stat
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is neither a folder nor a regular file is."""
+    kinds = ((statmod.S_ISFIFO, "fifo"), (statmod.S_ISSOCK, "socket"), (statmod.S_ISCHR, "character device"),
+             (statmod.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def index_video(path: str | os.PathLike, use_cache: bool = True) -> VideoIndex:
     """Return the index of `path`, from the cache when its path, size and mtime are unchanged."""
     path = Path(path)
     stat = stat_video(path)
-    if path.is_dir():
-        raise VideoError(path, "is a directory, not a video")
-    if stat.st_size == 0:
-        raise VideoError(path, "empty file")
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if use_cache:
         with _memory_lock:
@@ -156,6 +173,8 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         raise VideoError(path, f"does not start with an I-frame (first picture type {types[0]!r})")
     if not width or not height:
         raise VideoError(path, "has no frame size")
+    if codec == "mpeg4" and "B" not in types and format_name in _RAW_FORMATS:
+        _check_last_gop_decodes(path, types)
     starts = tuple(i for i, kind in enumerate(types) if kind == "I")
     return VideoIndex(
         path=str(path),
@@ -186,12 +205,15 @@ def first_video_stream(container: av.container.InputContainer, path: str | os.Pa
 
 
 def _scan_mpeg4_packets(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
-    """Read picture types from the VOP headers of MPEG-4 Part 2 packets, without decoding."""
+    """Read picture types from the VOP headers of MPEG-4 Part 2 packets, without decoding; a packet the demuxer
+    flags corrupt (its data runs past the end of the file) is a VideoError."""
     types: list[str] = []
     pts: list[int | None] = []
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
+        if packet.is_corrupt:
+            raise VideoError(container.name, f"damaged: the packet of frame {len(types)} is incomplete (truncated?)")
         payload = bytes(packet)
         offset = payload.find(_VOP_START_CODE)
         while offset >= 0 and offset + 4 < len(payload):
@@ -202,14 +224,57 @@ def _scan_mpeg4_packets(container: av.container.InputContainer, stream) -> tuple
 
 
 def _scan_by_decoding(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
-    """Read picture types of codecs other than MPEG-4 Part 2 by decoding every frame (slower)."""
+    """Read picture types of codecs other than MPEG-4 Part 2 by decoding every frame (slower). Codecs without
+    picture types (Cinepak, ...) give "I" for a key frame and "?" for any other."""
     stream.thread_type = "AUTO"
     types: list[str] = []
     pts: list[int | None] = []
-    for frame in container.decode(stream):
-        types.append(_PICT_TYPE_LETTERS[int(frame.pict_type)])
+    packets = (packet for packet in container.demux(stream) if packet.size)
+    for frame in decode_packets(packets, stream, container.name, 0):
+        letter = _PICT_TYPE_LETTERS[int(frame.pict_type)]
+        types.append("I" if letter == "?" and frame.key_frame else letter)
         pts.append(frame.pts)
     return types, pts
+
+
+def decode_packets(
+    packets: Iterable[av.Packet], stream, path: str | os.PathLike, first: int
+) -> Iterator[av.VideoFrame]:
+    """Decode `packets` (then drain the decoder); frames are numbered from `first`, and one the decoder flags
+    corrupt (a cut or damaged packet) is a VideoError naming `path` and the frame."""
+    produced = first
+    for frame in itertools.chain.from_iterable(map(stream.codec_context.decode, itertools.chain(packets, [None]))):
+        if frame.is_corrupt:
+            raise VideoError(path, f"damaged: frame {produced} decodes corrupt (truncated?)")
+        yield frame
+        produced += 1
+
+
+def packets_from_start(container: av.container.InputContainer, stream, start: int) -> Iterator[av.Packet]:
+    """Demux a freshly opened raw stream (one packet per frame) and yield the packets from frame `start` on."""
+    frame = 0
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if frame >= start:
+            yield packet
+        frame += 1
+
+
+def _check_last_gop_decodes(path: Path, types: list[str]) -> None:
+    """A raw stream has no index to compare with: decode its last GOP, so that a stream cut mid-frame (its last
+    packet incomplete) is a VideoError rather than a frame counted as good."""
+    start = max(i for i, kind in enumerate(types) if kind == "I")
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
+        stream.thread_type = "NONE"
+        try:
+            decoded = sum(1 for _ in decode_packets(packets_from_start(container, stream, start), stream, path, start))
+        except av.FFmpegError as error:
+            raise VideoError(path, f"damaged: decoding the last GOP failed ({_short(error)})") from None
+    if start + decoded < len(types):
+        raise VideoError(path, f"damaged: frame {start + decoded} could not be decoded (the stream holds "
+                               f"{len(types)} VOP headers; truncated?)")
 
 
 def _cache_file(key: tuple[str, int, int]) -> Path:

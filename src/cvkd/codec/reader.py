@@ -11,7 +11,9 @@ from typing import Iterator, Sequence
 import av
 import numpy as np
 
-from cvkd.codec.index import VideoIndex, first_video_stream, index_video, open_video
+from cvkd.codec.index import (
+    VideoIndex, decode_packets, first_video_stream, index_video, open_video, packets_from_start,
+)
 from cvkd.codec.h264 import max_reference_frames
 from cvkd.codec.motion import OUTSIDE_RULES, BlockMotion, MotionTrace, block_motion, reference_errors, residual
 from cvkd.codec.support import unsupported_reason
@@ -326,19 +328,9 @@ class CompressedVideo:
             if self.index.seekable:
                 packets = self._packets_after_seek(container, stream, start)
             else:
-                packets = self._packets_from_start(container, stream, start)
+                packets = packets_from_start(container, stream, start)
             produced = 0
-            for packet in packets:
-                for frame in packet.decode():
-                    if frame.is_corrupt:
-                        raise VideoError(self.path, f"damaged: frame {start + produced} decodes corrupt (truncated?)")
-                    yield frame
-                    produced += 1
-                    if produced > last_position:
-                        return
-            for frame in stream.codec_context.decode(None):  # drain a decoder that buffers frames
-                if frame.is_corrupt:
-                    raise VideoError(self.path, f"damaged: frame {start + produced} decodes corrupt (truncated?)")
+            for frame in decode_packets(packets, stream, self.path, start):  # corrupt frames raise
                 yield frame
                 produced += 1
                 if produced > last_position:
@@ -367,17 +359,6 @@ class CompressedVideo:
                     continue
                 started = True
             yield packet
-
-    @staticmethod
-    def _packets_from_start(container, stream, start: int) -> Iterator[av.Packet]:
-        """Demux a freshly opened raw stream and yield packets from frame `start` on (no decoding before)."""
-        frame = 0
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            if frame >= start:
-                yield packet
-            frame += 1
 
     def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         """Return this process's open container (reopened after a fork)."""

@@ -11,13 +11,15 @@ MOTION_VECTOR_CODECS = frozenset({
     "msmpeg4", "wmv1", "wmv2",  # FFmpeg's MPEG-video family: one motion-vector export for all
 })
 
+_REENCODE = "re-encode it with `cvkd reencode` (`cvkd prepare` and `cvkd predict` re-encode such videos themselves)"
+
 
 def unsupported_reason(index: VideoIndex) -> str | None:
     """One line saying why the reader cannot read `index`'s video natively, or None when it can."""
     if index.codec not in MOTION_VECTOR_CODECS:
-        return f"codec {index.codec} exports no motion vectors; re-encode it with `cvkd reencode`"
+        return f"codec {index.codec} exports no motion vectors; {_REENCODE}"
     if index.codec != "h264" and index.has_b_frames:
-        return f"{index.codec} B-frames export no usable motion vectors (FFmpeg gives zeros); re-encode it with `cvkd reencode`"
+        return f"{index.codec} B-frames export no usable motion vectors (FFmpeg gives zeros); {_REENCODE}"
     return None
 
 

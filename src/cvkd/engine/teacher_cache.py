@@ -16,7 +16,7 @@ from cvkd.data.datasets import CompressedVideoDataset, make_loader, set_loader_e
 from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import save_tensors_atomic
 from cvkd.engine.evaluate import move_sample
-from cvkd.errors import CheckpointError
+from cvkd.errors import CheckpointError, StaleCacheError
 from cvkd.models.weights import load_weights_only
 
 FORMAT = "cvkd-teacher-cache-1"
@@ -90,7 +90,7 @@ class TeacherCache:
         if not isinstance(state, dict) or state.get("format") != FORMAT or not torch.is_tensor(state.get("logits")):
             raise CheckpointError(f"{path}: not a cvkd teacher cache")
         if state.get("key") != expected_key:
-            raise CheckpointError(f"{path}: teacher cache was built for other teachers or views (stale); delete it")
+            raise StaleCacheError(f"{path}: teacher cache was built for other teachers or views (stale); delete it")
         maps = state.get("maps")
         return cls(state["logits"], state["key"], None if maps is None else {int(k): m for k, m in maps.items()})
 
@@ -146,15 +146,21 @@ def load_or_build_cache(
     path: Path, teachers: TeacherSet, dataset: CompressedVideoDataset, views: int, batch_size: int, workers: int,
     device: torch.device, progress: bool = True, rebuild_stale: bool = True, maps_size: int | None = None,
 ) -> TeacherCache:
-    """Reuse the cache at `path` when it matches these teachers and views; otherwise build (and save) a new one."""
+    """Reuse the cache at `path` when it matches these teachers and views; otherwise build (and save) a new one: over
+    a stale cache with one line saying so, over a refused (unsafe or unreadable) file with a warning naming it. With
+    `rebuild_stale=False` either error is raised instead."""
     key = cache_key(teachers, dataset, views, maps_size)
     if path.exists():
         try:
             return TeacherCache.load(path, key)
-        except CheckpointError:
+        except CheckpointError as error:
             if not rebuild_stale:
                 raise
-            tqdm.write(f"{path}: stale teacher cache (teachers or views changed): rebuilding")
+            if isinstance(error, StaleCacheError):
+                tqdm.write(f"{path}: stale teacher cache (teachers or views changed): rebuilding")
+            else:  # a file the weights-only loader refused, or not a teacher cache at all
+                tqdm.write(f"warning: {error}; refused as unsafe or unreadable (never used): building a new teacher "
+                           "cache over it")
     cache = TeacherCache.build(teachers, dataset, views, batch_size, workers, device, progress, maps_size)
     cache.save(path)
     return cache
