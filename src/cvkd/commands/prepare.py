@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cvkd.data.prepare import SOURCES, PrepareRequest, encode_settings, prepare_dataset
+from cvkd.data.prepare import SHARDS_DIR, SOURCES, PrepareRequest, encode_settings, prepare_dataset
+from cvkd.data.shards import parse_shard
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,6 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--size", default="340x256", help="output frame size WIDTHxHEIGHT")
     parser.add_argument("--q", type=int, default=1, help="fixed MPEG-4 quantiser (1 = best)")
     parser.add_argument("--workers", type=int, default=None, help="parallel encoder processes (default: all CPUs)")
+    parser.add_argument(
+        "--shard", default=None, metavar="K/N",
+        help=f"re-encode only the K-th of N shares (by a hash of each video's path); the share that finds all N "
+        f"done (markers in OUT/{SHARDS_DIR}/) writes the lists",
+    )
     return parser
 
 
@@ -47,10 +53,17 @@ def run(args: argparse.Namespace) -> int:
     request = PrepareRequest(
         args.source, args.root, args.out, split=args.split, annotations=args.annotations,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-        settings=encode_settings(args.size, args.gop, args.q), workers=args.workers,
+        settings=encode_settings(args.size, args.gop, args.q), workers=args.workers, shard=parse_shard(args.shard),
     )
     summary = prepare_dataset(request)
     outcome, prepared = summary.outcome, summary.prepared
+    if summary.waiting:
+        print(
+            f"share {request.shard} of {args.out}: {len(outcome.encoded)} encoded, {len(outcome.already_encoded)} "
+            f"already there, {len(outcome.failures)} failed; lists written once share(s) "
+            f"{', '.join(map(str, summary.waiting))} of {request.shard.n} finish"
+        )
+        return 0
     counts = ", ".join(f"{subset} {len(items)}" for subset, items in prepared.items())
     print(
         f"prepared {sum(len(v) for v in prepared.values())} videos in {args.out} ({counts}): "

@@ -7,20 +7,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvkd.codec.encode import EncodeSettings, reencode
+from cvkd.codec.encode import EncodeSettings
 from cvkd.data.lists import find_videos
-from cvkd.data.prepare import encode_settings
+from cvkd.data.prepare import encode_settings, reencode_into
+from cvkd.data.shards import parse_shard
 from cvkd.errors import ConfigError
-from cvkd.fileio import remove_leftovers
 from cvkd.parallel import run_jobs
-
 
 
 @dataclass(frozen=True)
 class ReencodeJob:
-    """One source video and where its re-encoded copy goes."""
+    """One source video, its path relative to the source given (what its share is drawn from), its output."""
 
     source: Path
+    relative: str
     target: Path
     settings: EncodeSettings
 
@@ -35,6 +35,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--q", type=int, default=1, help="fixed quantiser 1..31 (default 1)")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
     parser.add_argument("--force", action="store_true", help="re-encode even if the output exists")
+    parser.add_argument(
+        "--shard", default=None, metavar="K/N",
+        help="re-encode only the K-th of N shares (by a hash of each video's path below its SRC folder)",
+    )
     return parser
 
 
@@ -44,9 +48,10 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
     for source in sources:
         if source.is_dir():
             for path in find_videos(source):
-                jobs.append(ReencodeJob(path, out / path.relative_to(source).with_suffix(".mp4"), settings))
+                relative = path.relative_to(source)
+                jobs.append(ReencodeJob(path, relative.as_posix(), out / relative.with_suffix(".mp4"), settings))
         else:
-            jobs.append(ReencodeJob(source, out / source.with_suffix(".mp4").name, settings))
+            jobs.append(ReencodeJob(source, source.name, out / source.with_suffix(".mp4").name, settings))
     targets = [job.target for job in jobs]
     if len(set(targets)) != len(targets):
         clash = next(t for t in targets if targets.count(t) > 1)
@@ -55,20 +60,25 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
 
 
 def _run_job(job: ReencodeJob) -> int:
-    remove_leftovers(job.target)  # temporary files of a killed earlier run (one writer per target)
-    return reencode(job.source, job.target, job.settings)
+    return reencode_into(job.source, job.target, job.settings)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Re-encode every source; print a summary and one line per failure; exit 1 if any failed."""
+    """Re-encode every source (of the share); print a summary and one line per failure; exit 1 if any failed."""
     settings = encode_settings(args.size, args.gop, args.q)
+    shard = parse_shard(args.shard)
     jobs = collect_jobs([Path(s) for s in args.sources], args.out, settings)
+    share = ""
+    if shard is not None:
+        every = len(jobs)
+        jobs = shard.select(jobs, lambda job: job.relative)
+        share = f"share {shard}: {len(jobs)} of {every} video(s); "
     todo = [job for job in jobs if args.force or not job.target.exists()]
     outcomes = run_jobs(_run_job, todo, args.workers, description="reencode")
     failures = [o for o in outcomes if not o.ok]
     frames = sum(o.value for o in outcomes if o.ok)
     print(
-        f"re-encoded {len(todo) - len(failures)} video(s) ({frames} frames), skipped {len(jobs) - len(todo)} existing, "
+        f"{share}re-encoded {len(todo) - len(failures)} video(s) ({frames} frames), skipped {len(jobs) - len(todo)} existing, "
         f"{len(failures)} failed -> {args.out}"
     )
     for outcome in failures:
