@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cvkd.config import load_config
-from cvkd.data.synthetic import SynthSettings
+from cvkd.demo import DEFAULT_BENCHMARK
 from cvkd.report.model_profile import format_ratio, profile_model
 from cvkd.report.video_time import PAPER_PROBE, PROTOCOL_VIEWS, SYNTHETIC_PROBE, VideoTime, cached_probe_video, time_video
 from cvkd.runs.folder import build_model
@@ -50,8 +50,8 @@ class Measured:
 
 
 def classes_for(size: str) -> int:
-    """101 for the UCF-101 recipes, the synthetic benchmark's default class count otherwise."""
-    return 101 if size == "paper" else SynthSettings().classes
+    """101 for the UCF-101 recipes, the demo's synthetic benchmark's class count otherwise."""
+    return 101 if size == "paper" else DEFAULT_BENCHMARK.classes
 
 
 def measure_recipe(path: Path, classes: int, video: Path, repeats: int) -> Measured:

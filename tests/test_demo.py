@@ -33,11 +33,11 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    settings = ToyDemo(strategies=("avg_targets", "entropy"), shared=True, paper=True)
+    settings = ToyDemo(strategies=("avg_targets", "entropy"), streams=True, shared=True, paper=True)
     result = run_demo(tmp_path / "demo", settings, progress=False)
     names = sorted(path.name for path in result.students)
     assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",
-                     "synth_student_mkd", "synth_student_shared"]
+                     "synth_compact_streams", "synth_student_mkd", "synth_student_shared"]
     for run in [result.teacher, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
     labels = ("CoViAR teacher", "no KD", "KD (1 teacher: fused)", "avg_targets (4 teachers", "entropy (4 teachers",

@@ -27,6 +27,7 @@ from cvkd.report.compare_output import format_markdown, write_outputs
 TEACHERS = "teachers"
 BASELINES = ("compact_nokd", "compact_kd")  # the compact student without distillation and with one teacher
 MULTI_TEACHER = "compact_mkd"  # the compact student taught by every teacher stream and the fused teacher
+STREAM_STUDENT = "compact_streams"  # the compact student, each stream from its own teacher stream, fused from fused
 SHARED_STUDENT = "student_shared"  # one cnn_tiny trunk reads all three modalities, each head from its own teacher
 PAPER_STUDENT = "student_mkd"  # the paper's student (smaller I-frame net, the teacher's MV / residual nets reused)
 TEST_PROTOCOL = Protocol("test", 5, 1)  # a cheaper test than CoViAR's 25 x 10 keeps the demo in minutes
@@ -58,6 +59,7 @@ class DemoSettings:
     quick: bool = False
     seeds: int = 1
     strategies: tuple[str, ...] = ("avg_targets",)  # one multi-teacher compact student per strategy
+    streams: bool = False  # also train the compact student taught stream by stream (no cross-modal targets)
     shared: bool = False  # also train the shared-trunk student (one small network reads all three modalities)
     paper: bool = False  # also train the paper's student (I-frame stream shrunk, MV / residual reused)
 
@@ -71,7 +73,7 @@ class DemoSettings:
     def students(self) -> list[tuple[str, str | None]]:
         """(recipe, multi-teacher strategy or None) of every student trained per seed."""
         students = [(recipe, None) for recipe in BASELINES] + [(MULTI_TEACHER, name) for name in self.strategies]
-        extras = [(SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
+        extras = [(STREAM_STUDENT, self.streams), (SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
         return students + [(recipe, None) for recipe, wanted in extras if wanted]
 
     @property

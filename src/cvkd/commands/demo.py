@@ -18,6 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--strategies", default="avg_targets",
                         help="comma-separated multi-teacher strategies, one student each (default avg_targets; "
                              "e.g. avg_targets,entropy,camkd,aekd)")
+    parser.add_argument("--per-stream", action="store_true",
+                        help="also train the compact student taught stream by stream (each stream by its own teacher "
+                             "stream, its fused logits by the fused teacher; no cross-modal targets)")
     parser.add_argument("--shared", action="store_true",
                         help="also train the shared-trunk student (one cnn_tiny trunk reads all three modalities)")
     parser.add_argument("--paper", action="store_true",
@@ -32,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     strategies = tuple(name.strip() for name in args.strategies.split(",") if name.strip())
-    settings = DemoSettings(quick=args.quick, seeds=max(1, args.seeds), strategies=strategies, shared=args.shared,
-                            paper=args.paper)
+    settings = DemoSettings(quick=args.quick, seeds=max(1, args.seeds), strategies=strategies,
+                            streams=args.per_stream, shared=args.shared, paper=args.paper)
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print("\n" + result.table)
     print(f"demo finished in {time.perf_counter() - started:.0f} s "
