@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from clips import encode_with_pyav, pan
 from hardening.damage import faststart_mp4
+from hardening.mpeg4_bits import vop_starts
 
 from cvkd.cli import main
 
@@ -59,6 +62,22 @@ def test_extract_refuses_a_raw_stream_cut_mid_frame(cut_clips, capsys, tmp_path)
     code = main(["extract", str(cut_clips["raw"]), "--frame", "0", "--repr", "rgb", "--out", str(tmp_path / "f.png")])
     _one_line(capsys, code, cut_clips["raw"])
     assert not (tmp_path / "f.png").exists()
+
+
+def test_a_raw_stream_cut_inside_its_last_vop_header_is_damaged(tmp_path, capsys):
+    """Found by the corruption fuzzer (raw.m4v, truncate, seed 1030956): one byte left after frame 16's VOP start code
+    decodes with no error and no corrupt flag, as a picture that is not frame 16. The header is checked bit by bit."""
+    raw = encode_with_pyav(pan((64, 48), 25, (1, 1)), tmp_path / "raw.m4v", container_format="m4v", gop=6)
+    data = raw.read_bytes()
+    cut = tmp_path / "cut.m4v"
+    cut.write_bytes(data[: vop_starts(data)[16] + 5])
+    with av.open(str(raw)) as clean, av.open(str(cut)) as damaged:  # the premise: FFmpeg does not see the damage
+        expected = [f.to_ndarray(format="rgb24") for f in clean.decode(video=0)][16]
+        frames = list(damaged.decode(video=0))
+    assert len(frames) == 17 and not any(f.is_corrupt for f in frames)
+    assert not np.array_equal(frames[16].to_ndarray(format="rgb24"), expected)
+    err = _one_line(capsys, main(["info", str(cut)]), cut)
+    assert "the header of frame 16 is cut short" in err, err
 
 
 def test_a_raw_stream_cut_between_frames_is_a_shorter_stream(tmp_path, capsys):

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import av
 
+from cvkd.codec.vop import last_vop, time_increment_bits, vop_header_is_whole
 from cvkd.errors import CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
@@ -25,6 +26,7 @@ _VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
 _PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
 # Container formats that carry no index: their packets have no usable timestamps, so they are read from the start.
 _RAW_FORMATS = {"m4v", "h264", "hevc", "mpegvideo", "rawvideo"}
+_VOL_SEARCH_BYTES = 1 << 16  # how far into a raw MPEG-4 stream its VOL header is looked for
 
 
 @dataclass(frozen=True)
@@ -263,18 +265,33 @@ def packets_from_start(container: av.container.InputContainer, stream, start: in
 
 def _check_last_gop_decodes(path: Path, types: list[str]) -> None:
     """A raw stream has no index to compare with: decode its last GOP, so that a stream cut mid-frame (its last
-    packet incomplete) is a VideoError rather than a frame counted as good."""
+    packet incomplete) is a VideoError rather than a frame counted as good. A cut inside the last VOP's header
+    decodes without error as a repeat of the previous picture, so that header is checked bit by bit as well."""
     start = max(i for i, kind in enumerate(types) if kind == "I")
+    last_packet = b""
+
+    def remembered(packets: Iterable[av.Packet]) -> Iterator[av.Packet]:
+        nonlocal last_packet
+        for packet in packets:
+            last_packet = bytes(packet)
+            yield packet
+
     with open_video(path) as container:
         stream = first_video_stream(container, path)
         stream.thread_type = "NONE"
+        packets = remembered(packets_from_start(container, stream, start))
         try:
-            decoded = sum(1 for _ in decode_packets(packets_from_start(container, stream, start), stream, path, start))
+            decoded = sum(1 for _ in decode_packets(packets, stream, path, start))
         except av.FFmpegError as error:
             raise VideoError(path, f"damaged: decoding the last GOP failed ({_short(error)})") from None
     if start + decoded < len(types):
         raise VideoError(path, f"damaged: frame {start + decoded} could not be decoded (the stream holds "
                                f"{len(types)} VOP headers; truncated?)")
+    with open(path, "rb") as handle:
+        increment_bits = time_increment_bits(handle.read(_VOL_SEARCH_BYTES))  # a raw stream starts with its VOL
+    vop = last_vop(last_packet)
+    if increment_bits is not None and vop is not None and not vop_header_is_whole(vop, increment_bits):
+        raise VideoError(path, f"damaged: the header of frame {len(types) - 1} is cut short (truncated?)")
 
 
 def _cache_file(key: tuple[str, int, int]) -> Path:
