@@ -3,6 +3,7 @@
 Layout written under OUT (paths in the lists are relative to OUT):
 
     videos/<class>/<class>_<idx:03d>.mp4   MPEG-4 Part 2, GOP 12, no B-frames, fixed quantiser, 25 fps
+                                           (codec "h264": H.264 by libx264, GOP 12, x264's B-frames and references)
     classes.txt                            one class name per line; line i is label i
     train.csv, val.csv, test.csv           header `path,label`, rows `videos/<class>/<file>.mp4,<label>`
     synth.json                             the settings and the class catalogue used
@@ -24,17 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import av
 import numpy as np
 
 from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
 from cvkd.data.synthetic_catalogue import CLASS_CATALOGUE, DEFAULT_CLASSES, ClassSpec
 from cvkd.data.synthetic_render import Scene, draw_scene, render_clip, sample_scene
 from cvkd.errors import ConfigError, DatasetError
-from cvkd.fileio import atomic_write_json, atomic_write_text
+from cvkd.fileio import atomic_path, atomic_write_json, atomic_write_text
 from cvkd.parallel import pool_map
 
 __all__ = [
-    "CLASS_CATALOGUE", "ClassSpec", "SynthSettings", "SynthSummary", "generate_synthetic", "render_clip",
+    "CLASS_CATALOGUE", "ClassSpec", "SynthSettings", "SynthSummary", "encode_h264", "generate_synthetic", "render_clip",
     "render_video", "split_of", "video_relpath", "video_rng",
 ]
 
@@ -50,6 +52,8 @@ RENDERER_VERSION = 1  # bump when the same settings would render different pixel
 SPLITS = ("train", "val", "test")
 HELD_OUT_FRACTION = 0.2  # each of val and test
 MANIFEST = "synth.json"
+CODECS = ("mpeg4", "h264")
+H264_CRF = 23  # x264's default quality; the rest of x264's defaults too (3 B-frames, B-pyramid, 3 references)
 CONTACT_SHEET = "contact_sheet.png"
 
 
@@ -65,6 +69,7 @@ class SynthSettings:
     q: int = DEFAULT_Q
     val_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
     test_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
+    codec: str = "mpeg4"  # one of CODECS; q applies to mpeg4 only (h264 uses H264_CRF)
 
     def __post_init__(self) -> None:
         checks = (
@@ -82,6 +87,7 @@ class SynthSettings:
              f"must be >= 0, got {self.test_per_class}"),
             ("videos_per_class", self.split_sizes()["train"] >= 0,
              f"{self.videos_per_class} cannot hold {self.val_per_class} val and {self.test_per_class} test videos"),
+            ("codec", self.codec in CODECS, f"must be one of {', '.join(CODECS)}, got {self.codec!r}"),
         )
         for key, valid, problem in checks:
             if not valid:
@@ -105,6 +111,7 @@ class SynthSettings:
             "classes": self.classes, "videos_per_class": self.videos_per_class, "width": self.size[0],
             "height": self.size[1], "frames": self.frames, "seed": self.seed, "q": self.q, "gop": GOP, "fps": FPS,
             "renderer_version": RENDERER_VERSION, "split_per_class": self.split_sizes(),
+            **({} if self.codec == "mpeg4" else {"codec": self.codec, "crf": H264_CRF}),  # MPEG-4 manifests unchanged
         }
 
 
@@ -168,7 +175,26 @@ def _encode_job(job: _Job) -> None:
     """Render and encode one video (runs in a worker process)."""
     _, frames = render_video(job.settings, job.class_index, job.video_index)
     width, height = job.settings.size
-    encode_rgb_frames(frames, job.path, EncodeSettings(gop=GOP, width=width, height=height, q=job.settings.q), fps=FPS)
+    if job.settings.codec == "h264":
+        encode_h264(frames, job.path)
+    else:
+        encode_rgb_frames(frames, job.path, EncodeSettings(gop=GOP, width=width, height=height, q=job.settings.q),
+                          fps=FPS)
+
+
+def encode_h264(frames: np.ndarray, path: str | os.PathLike, gop: int = GOP, fps: int = FPS) -> None:
+    """Encode (F, H, W, 3) RGB frames atomically as MP4 with libx264 at H264_CRF and x264's other defaults (B-frames,
+    3 references), a GOP of exactly `gop` (no scene-cut I-frames), one thread."""
+    options = {"crf": str(H264_CRF), "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:threads=1"}
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps, options=options)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for t, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
 
 
 def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
@@ -263,10 +289,12 @@ def generate_synthetic(
     q: int = DEFAULT_Q,
     val_per_class: int | None = None,
     test_per_class: int | None = None,
+    codec: str = "mpeg4",
 ) -> SynthSummary:
     """Generate the benchmark under `out` (size is (width, height)); existing videos are kept unless `force`."""
     started = time.perf_counter()
-    settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q, val_per_class, test_per_class)
+    settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q, val_per_class, test_per_class,
+                             codec)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"synth workers: must be >= 1, got {workers}")
