@@ -10,7 +10,7 @@ have the indexed size, and it must equal the clean clip's frame (all four repres
 Damage inside a frame's own data that still decodes cannot be told from a real picture (MPEG-4 Part 2 has no
 checksums): such frames are counted ("silently damaged"), not failed; docs/reliability.md gives the figures.
 
-CVKD_FUZZ_VARIANTS=N tries N variants per clip (default 125: 500 in all), CVKD_FUZZ_SEED picks the draw.
+CVKD_FUZZ_VARIANTS=N tries N variants per clip (default 80: 320 in all), CVKD_FUZZ_SEED picks the draw.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
 from cvkd.errors import CvkdError
 
 SIZE = (64, 48)
-PER_CLIP = int(os.environ.get("CVKD_FUZZ_VARIANTS", "125"))
+PER_CLIP = int(os.environ.get("CVKD_FUZZ_VARIANTS", "80"))
 SEED = int(os.environ.get("CVKD_FUZZ_SEED", "0"))
 VARIANT_SECONDS = 20  # a hang detector (a variant takes ~20 ms); a C-level hang is killed by faulthandler at 3x
 CHANNELS = {"iframe": 3, "rgb": 3, "mv": 2, "residual": 3}
@@ -113,9 +113,10 @@ def test_damaged_clips_end_in_a_typed_error_or_in_the_clean_frames(
                 failures.append(f"cvkd info over the {len(paths)} variants of {name}: {problem}")
                 continue
             for variant, (path, first, last) in damaged.items():
-                problem = _bounded(lambda: check_variant(path, clip, variant.kind, first, last, shown[path], stats),
-                                   VARIANT_SECONDS)
-                problem = problem[1] or problem[0]
+                result, error = _bounded(
+                    lambda: check_variant(path, clip, variant.kind, first, last, shown[path], stats), VARIANT_SECONDS
+                )
+                problem = error or result
                 stats[f"{variant.kind}: {'failed' if problem else 'ok'}"] += 1
                 if problem:
                     failures.append(f"{variant.describe()} (bytes {first}..{last}): {problem}")
@@ -127,7 +128,8 @@ def test_damaged_clips_end_in_a_typed_error_or_in_the_clean_frames(
     record_property("corruption_variants", tried)
     print(f"\ncorruption fuzz: {tried} variants, seed {SEED}: {json.dumps(dict(sorted(stats.items())))}")
     assert not failures, f"{len(failures)} of {tried} variants failed:\n" + "\n".join(failures[:8])
-    # The damage reaches every path: refusals, frames compared with the clean clip, and silent damage counted.
+    # The damage reaches every path: refusals, frames compared with the clean clip, and silent damage counted (that
+    # there is some shows that the comparison does see a damaged picture).
     assert stats["index refused"] >= tried // 10 and stats["index read"] >= tried // 10, stats
     assert stats["frames equal to the clean clip"] >= tried, stats
     assert stats["frames refused"] > 0 and stats["frames silently damaged"] > 0, stats
