@@ -311,7 +311,8 @@ def test_distill_with_a_teacher_cache_killed_at_several_moments_ends_like_an_uni
 ) -> None:
     torch.set_num_threads(1)
     runs = tmp_path / "runs"
-    teacher = train(load_config(RunConfig, None, [*run_overrides(synthetic_root, runs, "teacher"), "optim.epochs=1"]),
+    one_epoch = ["optim.epochs=1", "optim.lr_steps=[]"]  # no learning-rate step beyond the last epoch
+    teacher = train(load_config(RunConfig, None, [*run_overrides(synthetic_root, runs, "teacher"), *one_epoch]),
                     progress=False).run_dir
     student = ["model.streams={iframe: cnn_tiny}", "distill.strategy=avg_targets", f"distill.teachers=[{teacher}]",
                "distill.cache=true", "distill.cache_views=2"]
@@ -334,7 +335,7 @@ def test_a_stray_temporary_checkpoint_is_never_read(synthetic_root, tmp_path) ->
     torch.set_num_threads(1)
     runs = tmp_path / "runs"
     overrides = run_overrides(synthetic_root, runs, "run")
-    train(load_config(RunConfig, None, [*overrides, "optim.epochs=1"]), progress=False)
+    train(load_config(RunConfig, None, [*overrides, "optim.epochs=1", "optim.lr_steps=[]"]), progress=False)
     run = runs / "run"
     one_epoch = load_checkpoint(run / LAST)
     stray = plant_stray_checkpoint(run, one_epoch, ".last.k7x2q9z0.tmp.pt")  # named exactly like a killed save's
