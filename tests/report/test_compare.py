@@ -278,6 +278,13 @@ def test_variant_labels(strategy, teachers, label, kind):
     assert (variant.label, variant.kind) == (label, kind)
 
 
+def test_a_routed_student_is_labelled_by_what_each_output_learns_from():
+    routes = (("iframe", ("iframe",)), ("mv", ("mv",)), ("fused", ("fused", "mv")))
+    variant = Variant("kd", ("iframe", "mv", "fused"), routes)
+    assert variant.label == "KD per output (iframe from iframe, mv from mv, fused from fused + mv)"
+    assert variant.kind == "multi"
+
+
 def made_up_row(variant: str, kind: str, right: list, videos: int = 400) -> CompareRow:
     """A row whose run i gets the first `right[i]` of `videos` test videos right (or gives its 0/1 list)."""
     costs = cost_report(StreamCosts(1, 1, 1), StreamCosts(1, 1, 1))

@@ -26,6 +26,7 @@ class Variant:
 
     strategy: str
     teachers: tuple[str, ...]  # what each teacher taught: a stream name, `fused`, or a run name when unknown
+    routes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # distill.stream_teachers: (student output, its teachers)
 
     @property
     def kind(self) -> str:
@@ -40,6 +41,9 @@ class Variant:
         if self.kind == "none":
             return NO_KD
         strategy = "KD" if self.strategy == "kd" else self.strategy
+        if self.routes:  # e.g. `KD per output (iframe from iframe, mv from mv, fused from fused)`
+            routed = ", ".join(f"{output} from {' + '.join(teachers)}" for output, teachers in self.routes)
+            return f"{strategy} per output ({routed})"
         count = len(self.teachers)
         return f"{strategy} ({count} teacher{'s' if count > 1 else ''}: {', '.join(self.teachers)})"
 
@@ -64,7 +68,9 @@ def teacher_outputs(run_folder: Path, config: RunConfig) -> tuple[str, ...]:
 
 def run_variant(run_folder: Path, config: RunConfig) -> Variant:
     """The variant of a run whose files are in `run_folder`."""
-    return Variant(config.distill.strategy, teacher_outputs(run_folder, config))
+    teachers = teacher_outputs(run_folder, config)
+    routes = tuple((output, tuple(names)) for output, names in config.distill.stream_teachers.items()) if teachers else ()
+    return Variant(config.distill.strategy, teachers, routes)
 
 
 def describe_streams(config: RunConfig) -> str:
