@@ -295,27 +295,34 @@ def _plot_differences(differences: list[PairedDifference], axes) -> None:
 
 def plot_cost_accuracy(comparison: Comparison, path: str | os.PathLike) -> Path:
     """Mean top-1 (95 % interval) of every variant against its GMACs per GOP-weighted frame, and against its measured
-    seconds per video end to end when the comparison timed them (a second panel)."""
+    seconds per video end to end when the comparison timed them (a second panel); one legend names the variants."""
     views = (comparison.protocol.segments, comparison.protocol.crops)
     seconds = [row.profile.seconds_per_video(*views) for row in comparison.rows]
     timed = all(value is not None for value in seconds)
-    figure = new_figure(11.0 if timed else 6.0, 4.8)
+    rows = len(comparison.rows)
+    figure = new_figure(11.0 if timed else 6.5, 4.2 + 0.22 * rows)
     panels = [("GMACs per GOP-weighted frame", [row.profile.gmacs_per_gop_frame for row in comparison.rows])]
     if timed:
         panels.append((f"seconds per video end to end ({views[0]}x{views[1]} views)", seconds))
+    grid = figure.add_gridspec(2, len(panels), height_ratios=[4.2, 0.22 * rows + 0.3])
     for column, (label, costs) in enumerate(panels):
-        _scatter_variants(comparison, figure.add_subplot(1, len(panels), column + 1), costs, label)
+        _scatter_variants(comparison, figure.add_subplot(grid[0, column]), costs, label)
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    legend_axes = figure.add_subplot(grid[1, :])
+    legend_axes.axis("off")
+    legend_axes.legend(handles, labels, loc="upper center", fontsize=7, ncol=1, frameon=False)
     return save_figure(figure, path)
 
 
 def _scatter_variants(comparison: Comparison, axes, costs: list[float], label: str) -> None:
-    """One point per variant at (cost, mean top-1) with its interval as a vertical whisker, labelled by name."""
-    for row, cost in zip(comparison.rows, costs):
+    """One marker per variant at (cost, mean top-1) with its 95 % interval as a vertical whisker."""
+    markers = "osD^vP*Xhp<>"
+    for index, (row, cost) in enumerate(zip(comparison.rows, costs)):
         low, high = (row.mean, row.mean) if row.interval is None else (row.interval.low, row.interval.high)
-        colour = "tab:gray" if row is comparison.teacher else "tab:blue"
+        colour = "tab:gray" if row is comparison.teacher else f"C{index % 10}"
         axes.errorbar(cost, row.mean, yerr=[[max(row.mean - low, 0.0)], [max(high - row.mean, 0.0)]],
-                      fmt="o", color=colour, capsize=3)
-        axes.annotate(_wrap(row.variant, 28), (cost, row.mean), fontsize=6, xytext=(5, 3), textcoords="offset points")
+                      fmt=markers[index % len(markers)], color=colour, capsize=3, label=f"{row.variant} ({row.n} run"
+                      f"{'s' if row.n > 1 else ''}): {row.mean:.1f} %")
     axes.set_xscale("log")
     axes.set_xlabel(f"{label} (log scale)")
     axes.set_ylabel(f"{comparison.protocol.split} top-1 (%)")
