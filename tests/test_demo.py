@@ -89,3 +89,9 @@ def test_seed_zero_keeps_the_one_seed_name_so_more_seeds_extend_a_finished_demo(
     one = recipe_config("compact_nokd", Path("demo"), DemoSettings(), seed=0)
     three = [recipe_config("compact_nokd", Path("demo"), DemoSettings(seeds=3), seed=s).name for s in range(3)]
     assert three == [one.name, f"{one.name}_seed1", f"{one.name}_seed2"]
+
+
+def test_the_default_demo_trains_the_baselines_the_multi_teacher_and_the_per_stream_student():
+    assert DemoSettings().students() == [("compact_nokd", None), ("compact_kd", None), ("compact_mkd", "avg_targets"),
+                                         ("compact_streams", None)]
+    assert ("compact_streams", None) not in DemoSettings(streams=False).students()

@@ -18,9 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--strategies", default="avg_targets",
                         help="comma-separated multi-teacher strategies, one student each (default avg_targets; "
                              "e.g. avg_targets,entropy,camkd,aekd)")
-    parser.add_argument("--per-stream", action="store_true",
-                        help="also train the compact student taught stream by stream (each stream by its own teacher "
-                             "stream, its fused logits by the fused teacher; no cross-modal targets)")
+    parser.add_argument("--per-stream", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the compact student taught stream by stream (each stream by its own teacher "
+                             "stream, its fused logits by the fused teacher; the best student here); default on")
     parser.add_argument("--shared", action="store_true",
                         help="also train the shared-trunk student (one cnn_tiny trunk reads all three modalities)")
     parser.add_argument("--paper", action="store_true",
