@@ -58,7 +58,7 @@ class DemoSettings:
 
     quick: bool = False
     seeds: int = 1
-    strategies: tuple[str, ...] = ("avg_targets",)  # one multi-teacher compact student per strategy
+    strategies: tuple[str, ...] = ()  # one compact student per strategy, each stream taught by all four teachers
     streams: bool = True  # the compact student taught stream by stream (no cross-modal targets): the best one here
     shared: bool = False  # also train the shared-trunk student (one small network reads all three modalities)
     paper: bool = False  # also train the paper's student (I-frame stream shrunk, MV / residual reused)
@@ -66,7 +66,7 @@ class DemoSettings:
     def __post_init__(self) -> None:
         multi_teacher = [name for name in available_strategies() if name not in ("none", "kd")]
         unknown = [name for name in self.strategies if name not in multi_teacher]
-        if unknown or not self.strategies or len(set(self.strategies)) != len(self.strategies):
+        if unknown or len(set(self.strategies)) != len(self.strategies):
             raise ConfigError(f"demo strategies {list(self.strategies)}: give distinct names from "
                               f"{', '.join(multi_teacher)} (`none` and `kd` are the baselines, always trained)")
 

@@ -15,9 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("cvkd-demo"), help="output folder (default ./cvkd-demo)")
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run (a few minutes on 2 CPU cores)")
     parser.add_argument("--seeds", type=int, default=1, help="train each student with this many seeds (default 1)")
-    parser.add_argument("--strategies", default="avg_targets",
-                        help="comma-separated multi-teacher strategies, one student each (default avg_targets; "
-                             "e.g. avg_targets,entropy,camkd,aekd)")
+    parser.add_argument("--strategies", default="",
+                        help="comma-separated multi-teacher strategies: one more compact student each, every stream "
+                             "taught by all four teachers (default none; e.g. avg_targets,camkd,aekd,dkd)")
     parser.add_argument("--per-stream", action=argparse.BooleanOptionalAction, default=True,
                         help="train the compact student taught stream by stream (each stream by its own teacher "
                              "stream, its fused logits by the fused teacher; the best student here); default on")
