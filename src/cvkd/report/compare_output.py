@@ -293,6 +293,9 @@ def _plot_differences(differences: list[PairedDifference], axes) -> None:
     axes.set_title("Paired differences (95 % interval; colour: excludes 0)", fontsize=9)
 
 
+STUDENT_COLOURS = tuple(f"C{index}" for index in (0, 1, 2, 3, 4, 5, 6, 8, 9))  # matplotlib's cycle without its gray
+
+
 def plot_cost_accuracy(comparison: Comparison, path: str | os.PathLike) -> Path:
     """Mean top-1 (95 % interval) of every variant against its GMACs per GOP-weighted frame, and against its measured
     seconds per video end to end when the comparison timed them (a second panel); one legend names the variants."""
@@ -310,7 +313,7 @@ def plot_cost_accuracy(comparison: Comparison, path: str | os.PathLike) -> Path:
     handles, labels = figure.axes[0].get_legend_handles_labels()
     legend_axes = figure.add_subplot(grid[1, :])
     legend_axes.axis("off")
-    legend_axes.legend(handles, labels, loc="upper center", fontsize=7, ncol=1, frameon=False)
+    legend_axes.legend(handles, labels, loc="upper left", fontsize=7, ncol=1, frameon=False)
     return save_figure(figure, path)
 
 
@@ -319,7 +322,7 @@ def _scatter_variants(comparison: Comparison, axes, costs: list[float], label: s
     markers = "osD^vP*Xhp<>"
     for index, (row, cost) in enumerate(zip(comparison.rows, costs)):
         low, high = (row.mean, row.mean) if row.interval is None else (row.interval.low, row.interval.high)
-        colour = "tab:gray" if row is comparison.teacher else f"C{index % 10}"
+        colour = "tab:gray" if row is comparison.teacher else STUDENT_COLOURS[index % len(STUDENT_COLOURS)]
         axes.errorbar(cost, row.mean, yerr=[[max(row.mean - low, 0.0)], [max(high - row.mean, 0.0)]],
                       fmt=markers[index % len(markers)], color=colour, capsize=3, label=f"{row.variant} ({row.n} run"
                       f"{'s' if row.n > 1 else ''}): {row.mean:.1f} %")
