@@ -257,8 +257,7 @@ def _plot_accuracies(comparison: Comparison, axes) -> None:
     rows = comparison.rows
     positions = np.arange(len(rows))
     means = np.array([row.mean for row in rows])
-    lows = np.array([row.mean if row.interval is None else row.interval.low for row in rows])
-    highs = np.array([row.mean if row.interval is None else row.interval.high for row in rows])
+    lows, highs = (np.array(bounds) for bounds in zip(*(_bounds(row) for row in rows)))
     whiskers = np.array([np.maximum(means - lows, 0.0), np.maximum(highs - means, 0.0)])
     colours = ["tab:gray" if row is comparison.teacher else "tab:blue" for row in rows]
     bars = axes.bar(positions, means, color=colours, yerr=whiskers, capsize=4, ecolor="black")
@@ -274,6 +273,11 @@ def _plot_accuracies(comparison: Comparison, axes) -> None:
     axes.grid(axis="y", alpha=0.3)
     axes.set_title(f"Top-1 on {comparison.videos} test videos (whiskers: 95 % interval)\n"
                    "under each bar: parameters, GMACs per GOP-weighted frame", fontsize=9)
+
+
+def _bounds(row: CompareRow) -> tuple[float, float]:
+    """The row's 95 % interval of top-1, or (mean, mean) when it has none."""
+    return (row.mean, row.mean) if row.interval is None else (row.interval.low, row.interval.high)
 
 
 def _plot_differences(differences: list[PairedDifference], axes) -> None:
@@ -321,7 +325,7 @@ def _scatter_variants(comparison: Comparison, axes, costs: list[float], label: s
     """One marker per variant at (cost, mean top-1) with its 95 % interval as a vertical whisker."""
     markers = "osD^vP*Xhp<>"
     for index, (row, cost) in enumerate(zip(comparison.rows, costs)):
-        low, high = (row.mean, row.mean) if row.interval is None else (row.interval.low, row.interval.high)
+        low, high = _bounds(row)
         colour = "tab:gray" if row is comparison.teacher else STUDENT_COLOURS[index % len(STUDENT_COLOURS)]
         axes.errorbar(cost, row.mean, yerr=[[max(row.mean - low, 0.0)], [max(high - row.mean, 0.0)]],
                       fmt=markers[index % len(markers)], color=colour, capsize=3, label=f"{row.variant} ({row.n} run"
