@@ -1,10 +1,12 @@
 """Reader benchmark: one CoViAR training sample against the floor no reader can skip, and whole clips against mv-extractor.
 
 Run: .venv/bin/python benchmarks/bench_reader.py [--repeats N (default 60)] [--seconds S (default 10)] [--coviar]
+                                                [--video FILE ...]
 
 Two clips drawn by benchmarks/scenes.py and encoded by cvkd's own writer (the re-encoder's: MPEG-4 Part 2, 340x256,
 25 fps, GOP 12, q 1): a static camera with local motion, and handheld-like footage (shaky pan, a cut every 3 s).
-On each, over the same TSN training samples (3 segments, a random frame in each, never a GOP's first frame):
+`--video FILE` adds real footage, re-encoded by cvkd's re-encoder as `cvkd prepare` does (340x256, GOP 12, q 1),
+and `--no-synthetic` leaves the drawn clips out. On each, over the same TSN training samples (3 segments, a random frame in each, never a GOP's first frame):
   (a) cvkd: one `CompressedVideo.load_many` call for "iframe", "mv" and "residual" (accumulated), reader kept open;
   (b) the floor: one open container (plain PyAV, no motion-vector export, single-threaded like a data-loader
       worker), seek to each sampled frame's GOP, decode up to the frame, convert only the two frames a residual needs
@@ -34,7 +36,7 @@ import av
 import numpy as np
 from scenes import FPS, HEIGHT, SCENES, WIDTH
 
-from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
+from cvkd.codec.encode import EncodeSettings, encode_rgb_frames, reencode
 from cvkd.codec.index import VideoIndex, index_video
 from cvkd.codec.motion import MotionTrace, block_motion, residual
 from cvkd.codec.reader import CompressedVideo
@@ -251,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clips and of the sampled frames")
     parser.add_argument("--coviar", action="store_true", help="also time CoViAR's re-decode from the start (slow)")
+    parser.add_argument("--video", action="append", default=[], type=Path,
+                        help="real footage to add, re-encoded first as `cvkd prepare` does (repeatable)")
+    parser.add_argument("--no-synthetic", action="store_true", help="leave out the two drawn clips")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.clip_rounds < 1:
         parser.error("--repeats and --clip-rounds must be >= 1 and --warmup >= 0")
@@ -258,11 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cvkd-bench-") as tmp:
         os.environ["CVKD_CACHE_DIR"] = str(Path(tmp) / "cache")  # never touch the user's index cache
         settings = EncodeSettings(gop=GOP, width=WIDTH, height=HEIGHT, q=1)
-        summary = {}
-        for name, scene in SCENES.items():
-            path = Path(tmp) / f"{name}.mp4"
-            encode_rgb_frames(scene(int(args.seconds * FPS), args.seed), path, settings, fps=FPS)
-            summary[name] = bench_clip(name, path, args)
+        clips: dict[str, Path] = {}
+        for name, scene in ({} if args.no_synthetic else SCENES).items():
+            clips[name] = Path(tmp) / f"{name}.mp4"
+            encode_rgb_frames(scene(int(args.seconds * FPS), args.seed), clips[name], settings, fps=FPS)
+        for source in args.video:
+            clips[source.stem] = Path(tmp) / f"real-{len(clips)}.mp4"
+            reencode(source, clips[source.stem], settings)
+        summary = {name: bench_clip(name, path, args) for name, path in clips.items()}
         print("\nsummary (ratio, target):")
         for name, ratios in summary.items():
             print(f"  {name:<9} " + "   ".join(f"{key} {value:.2f} <= {TARGETS[key]}" for key, value in ratios.items()))

@@ -182,3 +182,26 @@ def test_raw_h264_stream_reads_like_the_mp4(tmp_path):
     for frame in (3, 14, 20):
         got, expected = (v.load_many([frame], ["iframe", "mv", "residual"]) for v in (raw_video, boxed_video))
         assert all(np.array_equal(got[name][0], expected[name][0]) for name in got), frame
+
+
+def test_gop_of_an_i_picture_that_is_not_a_key_frame_decodes_its_own_frames(tmp_path):
+    """x264 codes a scene cut closer than min-keyint to the last IDR as a non-IDR I picture, which the container does
+    not mark as a key frame. A decoder fed from it drops every frame up to the next IDR, so reading that GOP must start
+    at the previous key frame: each frame equals the same frame of one decode from the start."""
+    import av
+
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 255, (SIZE[1] + 20, SIZE[0] + 40, 3)).astype(np.uint8)  # a cut to unlike content
+    frames = square_clip()[:14] + [scene[t : t + SIZE[1], 2 * t : 2 * t + SIZE[0]].copy() for t in range(14)]
+    path = encode_with_pyav(frames, tmp_path / "cut.mp4", codec="libx264", gop=48, b_frames=2,
+                            options={"x264-params": "threads=1:ref=3:keyint=48:min-keyint=30:bframes=2", "crf": "23"})
+    with av.open(str(path)) as container:
+        key_frames = [packet.pts for packet in container.demux(video=0) if packet.size and packet.is_keyframe]
+        container.seek(0)
+        truth = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    video = CompressedVideo(path)
+    assert video.gop_starts == (0, 14) and len(key_frames) == 1  # the premise: an I-frame that is no key frame
+    wanted = [14, 15, 20, 27]
+    got = video.load_many(wanted, ["rgb", "iframe", "residual"])
+    for t, rgb, iframe in zip(wanted, got["rgb"], got["iframe"]):
+        assert np.array_equal(rgb, truth[t]) and np.array_equal(iframe, truth[14]), t

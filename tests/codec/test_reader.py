@@ -215,3 +215,16 @@ def test_reader_pickles_into_worker_processes(pan_video):
     assert np.array_equal(clone.load(15, "residual"), pan_video.load(15, "residual"))
     with ProcessPoolExecutor(1) as pool:
         assert np.array_equal(pool.submit(_load_in_child, pan_video).result(), pan_video.load(15, "residual"))
+
+
+def test_a_frame_decoding_out_of_place_is_an_error_not_a_mislabelled_frame(square_video):
+    """Frames are numbered by counting from the GOP's I-frame; a timestamp that disagrees with the index (the decoder
+    dropped a frame) is one line naming the file and the frame, never a frame read as another."""
+    from dataclasses import replace
+
+    pts = list(square_video.index.frame_pts)
+    pts[3] += 1  # as if frame 3 had been dropped and the next one had come in its place
+    video = CompressedVideo(square_video.path, index=replace(square_video.index, frame_pts=tuple(pts)))
+    with pytest.raises(VideoError, match=r"frame 3 decodes with timestamp .* the index has"):
+        video.load(5, "rgb")
+    assert video.load(2, "rgb").shape == (video.height, video.width, 3)  # frames before it still read

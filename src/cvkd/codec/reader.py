@@ -330,7 +330,14 @@ class CompressedVideo:
             else:
                 packets = packets_from_start(container, stream, start)
             produced = 0
+            all_pts, seekable = self.index.frame_pts, self.index.seekable
             for frame in decode_packets(packets, stream, self.path, start):  # corrupt frames raise
+                if seekable and frame.pts is not None and frame.pts < all_pts[start]:
+                    continue  # decoded from an earlier key frame: the GOP's I-frame is not one (non-IDR)
+                expected = all_pts[start + produced] if start + produced < len(all_pts) else None
+                if None not in (frame.pts, expected) and frame.pts != expected:
+                    raise VideoError(self.path, f"frame {start + produced} decodes with timestamp {frame.pts}, the "
+                                                f"index has {expected} (frames dropped by the decoder?)")
                 yield frame
                 produced += 1
                 if produced > last_position:
@@ -347,18 +354,13 @@ class CompressedVideo:
         )
 
     def _packets_after_seek(self, container, stream, start: int) -> Iterator[av.Packet]:
-        """Seek to the I-frame at `start` and yield packets from it on (skipping any earlier ones)."""
-        target = self.index.frame_pts[start]
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        started = False
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            if not started:
-                if packet.pts is None or packet.pts < target:
-                    continue
-                started = True
-            yield packet
+        """Seek to the last key frame at or before the I-frame at `start` and yield packets from there on.
+
+        The key frame is the I-frame itself unless that is an H.264 I picture that is not an IDR (x264 puts them at
+        scene cuts): a decoder fed from such a picture drops every frame until the next IDR, so decoding starts at
+        the previous key frame and the frames before the I-frame are dropped by timestamp (`_frames_of_gop`)."""
+        container.seek(self.index.frame_pts[start], stream=stream, backward=True, any_frame=False)
+        return (packet for packet in container.demux(stream) if packet.size)
 
     def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         """Return this process's open container (reopened after a fork)."""
