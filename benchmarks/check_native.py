@@ -3,6 +3,8 @@
 Run: .venv/bin/python benchmarks/check_native.py VIDEO [VIDEO ...] [--max-frames N (default 300)]
 
 For each file (the first N frames):
+  frames          every frame the reader returns ("rgb", read GOP by GOP after seeking) equals the same frame of one
+                  independent decode from the start;
   vectors         every P-frame whose only possible reference is the GOP's I-frame (all P-frames of a P-only stream,
                   read with `accumulate=False`; the first P-frame of each GOP otherwise) has the motion field of an
                   independent rasterisation of FFmpeg's exported past vectors (each block painted with dst - src, a
@@ -19,6 +21,7 @@ Exit status 1 when any check fails.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -36,9 +39,10 @@ SHORT_GOP = 12  # CoViAR's GOP: the ratio over the first 12 frames of each GOP i
 SHORT = f"first {SHORT_GOP} of a GOP"
 
 
-def exported_vectors(path: str, frames: int) -> tuple[list[np.ndarray | None], list[str]]:
-    """FFmpeg's exported vectors and picture type of the first `frames` frames, display order (an independent decode)."""
-    vectors, types = [], []
+def exported_vectors(path: str, frames: int) -> tuple[list[np.ndarray | None], list[str], list[bytes]]:
+    """FFmpeg's exported vectors, picture type and an RGB digest of the first `frames` frames, display order (one
+    independent decode from the first frame)."""
+    vectors, types, digests = [], [], []
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.options = {"flags2": "+export_mvs"}
@@ -46,9 +50,10 @@ def exported_vectors(path: str, frames: int) -> tuple[list[np.ndarray | None], l
             side = frame.side_data.get("MOTION_VECTORS")
             vectors.append(side.to_ndarray() if side is not None else None)
             types.append("?IPBS??B"[int(frame.pict_type)])  # AVPictureType: NONE I P B S SI SP BI
+            digests.append(hashlib.sha1(frame.to_ndarray(format="rgb24").tobytes()).digest())
             if len(vectors) == frames:
                 break
-    return vectors, types
+    return vectors, types, digests
 
 
 def rasterise(rows: np.ndarray | None, height: int, width: int) -> np.ndarray:
@@ -88,14 +93,17 @@ def check_vectors(video: CompressedVideo, vectors: list, frames: int) -> tuple[i
     return len(chosen), wrong
 
 
-def check_reconstruction(video: CompressedVideo, frames: int) -> tuple[int, int, dict[str, list[float]]]:
-    """(frames checked, frames not reconstructed exactly, {picture type: [(|residual|, |frame - I|) per frame]})."""
-    wrong, energy = 0, {}
+def check_reconstruction(video: CompressedVideo, frames: int, digests: list[bytes]
+                         ) -> tuple[int, int, dict[str, list[float]]]:
+    """(frames not equal to the independent decode, frames not reconstructed exactly, {picture type: [(|residual|,
+    |frame - I|) per frame]})."""
+    misplaced, wrong, energy = 0, 0, {}
     y, x = np.mgrid[0 : video.height, 0 : video.width]
     for start in range(0, frames, 24):  # in chunks: a 1080p clip's arrays do not all fit in memory at once
         chunk = list(range(start, min(start + 24, frames)))
         got = video.load_many(chunk, ["iframe", "rgb", "mv", "residual"])
         for t, iframe, rgb, mv, res in zip(chunk, got["iframe"], got["rgb"], got["mv"], got["residual"]):
+            misplaced += hashlib.sha1(rgb.tobytes()).digest() != digests[t]
             prediction = iframe[y - mv[..., 1], x - mv[..., 0]].astype(np.int16)
             wrong += not np.array_equal(prediction + res, rgb)
             kind = video.index.pict_types[t]
@@ -104,7 +112,7 @@ def check_reconstruction(video: CompressedVideo, frames: int) -> tuple[int, int,
                 energy.setdefault(kind, []).append(pair)
                 if video.gop_of(t)[1] < SHORT_GOP:
                     energy.setdefault(SHORT, []).append(pair)
-    return frames, wrong, energy
+    return misplaced, wrong, energy
 
 
 def nearest_ratio(path: str, frames: int) -> float:
@@ -127,22 +135,23 @@ def check_file(path: str, max_frames: int) -> bool:
         print(f"{path}: {error}")
         return False
     frames = min(video.num_frames, max_frames)
-    vectors, types = exported_vectors(path, frames)
+    vectors, types, digests = exported_vectors(path, frames)
     sizes = Counter((int(r["w"]), int(r["h"])) for rows in vectors if rows is not None for r in rows)
     p_checked, p_wrong = check_vectors(video, vectors, frames)
-    checked, wrong, energy = check_reconstruction(video, frames)
+    misplaced, wrong, energy = check_reconstruction(video, frames, digests)
     pairs = [pair for kind, values in energy.items() if kind != SHORT for pair in values]
     ratio = sum(r for r, _ in pairs) / sum(p for _, p in pairs) if pairs else float("nan")
     by_type = ", ".join(f"{kind} {sum(r for r, _ in v) / sum(p for _, p in v):.3f} ({len(v)})" for kind, v in sorted(energy.items()))
     nearest = nearest_ratio(path, frames) if video.index.codec == "h264" else ratio
-    ok = p_wrong == 0 and wrong == 0 and ratio < RATIO_BOUND and p_checked > 0
+    ok = p_wrong == 0 and wrong == 0 and misplaced == 0 and ratio < RATIO_BOUND and p_checked > 0
     kinds = Counter(video.index.pict_types[:frames])
     print(f"{Path(path).name}: {video.index.codec} {video.width}x{video.height}, {frames} frames "
           f"({kinds['I']} I / {kinds['P']} P / {kinds['B']} B), display-order types match an independent decode: "
           f"{''.join(types) == video.index.pict_types[:frames]}")
     print(f"  block sizes      {', '.join(f'{w}x{h} {n}' for (w, h), n in sorted(sizes.items()))}")
     print(f"  vectors          {p_checked - p_wrong}/{p_checked} P-frames equal the rasterised exported vectors")
-    print(f"  reconstruction   {checked - wrong}/{checked} frames exact")
+    print(f"  frames           {frames - misplaced}/{frames} equal the same frame of the independent decode")
+    print(f"  reconstruction   {frames - wrong}/{frames} frames exact")
     print(f"  compensation     |residual| / |frame - I| = {ratio:.3f} (bound {RATIO_BOUND}; by type: {by_type}); "
           f"nearest reference assumed: {nearest:.3f}")
     print(f"  verdict          {'pass' if ok else 'FAIL'}")
