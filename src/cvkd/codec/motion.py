@@ -250,6 +250,9 @@ class MotionTrace:
         """Compose the motion of one more frame, given as its moving blocks."""
         if not len(blocks):
             return
+        if 2 * int(np.dot(blocks.width, blocks.height)) < self.height * self.width:
+            self._follow_blocks(blocks)  # most of the frame is still (blocks do not overlap): no grid needed
+            return
         cells = CellMotion.paint(blocks, self.height, self.width)
         majority = cells.majority(self._last_majority)
         if majority is None:
@@ -261,6 +264,40 @@ class MotionTrace:
             self._follow_sparse(cells, others)
         else:
             self._follow_shifted(cells, vector, others)
+
+    def _follow_blocks(self, blocks: BlockMotion) -> None:
+        """Update only the pixels of the moving `blocks`, straight from the blocks (no grid of cells): a block wholly
+        inside the frame whose source stays inside is a plain shift of flat indices; the others are cut at the
+        border and clamped (or kept, with the "keep" rule) pixel by pixel, as in `_cell_pixels`."""
+        destinations, sources = [], []
+        height, width = self.height, self.width
+        for block_width, block_height, chosen in _size_groups(blocks):
+            left, top, dx, dy = (part[chosen] for part in (blocks.left, blocks.top, blocks.dx, blocks.dy))
+            inside = (
+                (left >= 0) & (top >= 0) & (left + block_width <= width) & (top + block_height <= height)
+                & (left - dx >= 0) & (top - dy >= 0) & (left - dx + block_width <= width)
+                & (top - dy + block_height <= height)
+            )
+            offset_x, offset_y = _block_pattern(block_width, block_height)
+            flat = (top * width + left)[inside][:, None] + (offset_y * width + offset_x)
+            destinations.append(flat.ravel())
+            sources.append((flat - (dy * width + dx)[inside][:, None]).ravel())
+            if not inside.all():
+                border = ~inside
+                pixel_x = left[border][:, None] + offset_x
+                pixel_y = top[border][:, None] + offset_y
+                source_x, source_y = pixel_x - dx[border][:, None], pixel_y - dy[border][:, None]
+                kept = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
+                if self.keep_outside:
+                    leaves = (source_x < 0) | (source_x >= width) | (source_y < 0) | (source_y >= height)
+                    source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
+                else:
+                    source_x, source_y = np.clip(source_x, 0, width - 1), np.clip(source_y, 0, height - 1)
+                destinations.append((pixel_y * width + pixel_x)[kept])
+                sources.append((source_y * width + source_x)[kept])
+        destinations = destinations[0] if len(destinations) == 1 else np.concatenate(destinations)
+        sources = sources[0] if len(sources) == 1 else np.concatenate(sources)
+        self.source[destinations] = np.take(self.source, sources)  # every value gathered before any is written
 
     def _follow_sparse(self, cells: CellMotion, moving: np.ndarray) -> None:
         """Most of the frame is still: update only the pixels of the `moving` cells."""
