@@ -120,11 +120,52 @@ def test_frames_come_in_display_order(clips):
         assert int(np.argmin(errors)) == t
 
 
-def test_non_accumulated_motion_of_b_frame_streams_is_refused(clips):
-    video = CompressedVideo(clips["b_ref1"])
-    with pytest.raises(UnsupportedVideoError, match="only accumulated"):
-        video.load(3, "mv", accumulate=False)
-    assert video.load(3, "rgb").shape == (SIZE[1], SIZE[0], 3)
+def exported_vectors(path) -> list:
+    """FFmpeg's exported vectors of every frame (display order), from one decode from the start."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        return [frame.side_data.get("MOTION_VECTORS") for frame in container.decode(stream)]
+
+
+def rasterised_past_vectors(vectors, height: int, width: int, sizes: set | None = None) -> np.ndarray:
+    """A picture's past-reference vectors painted over their blocks (dst - src), a source outside the frame clamped
+    to the border (the reader's default rule): motion p - clamp(p - d)."""
+    expected = np.zeros((height, width, 2), np.int16)
+    for row in vectors.to_ndarray() if vectors is not None else ():
+        if row["source"] >= 0:
+            continue
+        w, h = int(row["w"]), int(row["h"])
+        left, top = int(row["dst_x"]) - w // 2, int(row["dst_y"]) - h // 2
+        expected[max(top, 0) : top + h, max(left, 0) : left + w] = (
+            int(row["dst_x"]) - int(row["src_x"]), int(row["dst_y"]) - int(row["src_y"])
+        )
+        if sizes is not None:
+            sizes.add((w, h))
+    pixel_y, pixel_x = np.mgrid[0:height, 0:width]
+    expected[..., 0] = pixel_x - np.clip(pixel_x - expected[..., 0], 0, width - 1)
+    expected[..., 1] = pixel_y - np.clip(pixel_y - expected[..., 1], 0, height - 1)
+    return expected
+
+
+def test_non_accumulated_motion_of_b_frame_streams_is_read_for_p_frames_only(clips):
+    """With B-frames, a P-frame's non-accumulated motion is its exported past vectors as they are; a B-frame's and
+    any non-accumulated residual are refused with one line."""
+    video = CompressedVideo(clips["b_ref3"])
+    types = video.index.pict_types
+    b_frame, p_frames = types.index("B"), [t for t, kind in enumerate(types) if kind == "P"]
+    with pytest.raises(UnsupportedVideoError, match=rf"frame {b_frame} is a B-frame: only its accumulated motion"):
+        video.load_many([p_frames[0], b_frame], ["mv"], accumulate=False)
+    with pytest.raises(UnsupportedVideoError, match="only accumulated residuals"):
+        video.load(p_frames[0], "residual", accumulate=False)
+    exported = exported_vectors(clips["b_ref3"])
+    got = video.load_many(p_frames, ["mv"], accumulate=False)["mv"]
+    for t, field in zip(p_frames, got):
+        assert np.array_equal(field, rasterised_past_vectors(exported[t], video.height, video.width)), t
+    assert any(np.abs(field).max() > 0 for field in got)
+    assert video.load(b_frame, "rgb").shape == (SIZE[1], SIZE[0], 3)
 
 
 def test_hevc_is_refused_with_one_line_saying_to_reencode(tmp_path):
@@ -143,29 +184,13 @@ def test_reference_count_is_read_from_the_sps(tmp_path, ref):
 
 def test_p_frame_motion_equals_a_rasterisation_of_the_exported_vectors(tmp_path):
     """Non-accumulated motion of P-frames (ref=3) is each exported past vector painted over its block, nothing else."""
-    import av
-
     path = encode_x264(square_clip()[:12], tmp_path / "p3.mp4", b_frames=0, ref=3)
     video = CompressedVideo(path)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.options = {"flags2": "+export_mvs"}
-        exported = [frame.side_data.get("MOTION_VECTORS") for frame in container.decode(stream)]
-    sizes = set()
+    exported = exported_vectors(path)
+    sizes: set = set()
     for t in range(1, 12):
-        expected = np.zeros((video.height, video.width, 2), np.int16)
-        for row in exported[t].to_ndarray():
-            assert row["source"] < 0
-            w, h = int(row["w"]), int(row["h"])
-            left, top = int(row["dst_x"]) - w // 2, int(row["dst_y"]) - h // 2
-            expected[max(top, 0) : top + h, max(left, 0) : left + w] = (
-                int(row["dst_x"]) - int(row["src_x"]), int(row["dst_y"]) - int(row["src_y"])
-            )
-            sizes.add((w, h))
-        # The default rule clamps a source outside the frame to the border: motion p - clamp(p - d).
-        pixel_y, pixel_x = np.mgrid[0 : video.height, 0 : video.width]
-        expected[..., 0] = pixel_x - np.clip(pixel_x - expected[..., 0], 0, video.width - 1)
-        expected[..., 1] = pixel_y - np.clip(pixel_y - expected[..., 1], 0, video.height - 1)
+        assert all(row["source"] < 0 for row in exported[t].to_ndarray())
+        expected = rasterised_past_vectors(exported[t], video.height, video.width, sizes)
         assert np.array_equal(video.load(t, "mv", accumulate=False), expected), t
     assert (16, 16) in sizes and len(sizes) >= 2
 

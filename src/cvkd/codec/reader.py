@@ -52,8 +52,9 @@ class CompressedVideo:
     leads back to the I-frame); bi-predicted pixels use the past vector. FFmpeg does not export which of several
     reference pictures (H.264) a vector uses: for accumulated motion each past-reference block takes the reference
     picture (of the stream's SPS count, nearest first, I and P pictures) whose luma at the block's source differs
-    least from the decoded block; future vectors use the next reference. Streams with B-frames give accumulated
-    motion only; non-accumulated motion is the exported vector as it is.
+    least from the decoded block; future vectors use the next reference. Non-accumulated motion is the exported
+    past vectors as they are; streams with B-frames give it for I- and P-frames only, and accumulated residuals
+    only.
     `outside` is the rule for a source position outside the frame: "clamp" (default) or "keep" (CoViAR's).
     `match_references=False` skips the reference search and assumes the nearest reference (faster, less exact).
     """
@@ -119,10 +120,8 @@ class CompressedVideo:
         for name in representations:
             if name not in REPRESENTATIONS:
                 raise ValueError(f"unknown representation {name!r}; choose from {', '.join(REPRESENTATIONS)}")
-        if not accumulate and self.index.has_b_frames and {"mv", "residual"} & set(representations):
-            raise UnsupportedVideoError(
-                self.path, "has B-frames: only accumulated motion and residuals are read; re-encode it with `cvkd reencode`"
-            )
+        if not accumulate and self.index.has_b_frames:
+            self._refuse_non_accumulated(frames, representations)
         located = [self.gop_of(int(frame)) for frame in frames]
         requests: dict[int, _GopRequest] = defaultdict(_GopRequest)
         for gop, position in located:
@@ -133,6 +132,22 @@ class CompressedVideo:
             for gop in sorted(requests):
                 results.update(self._decode_gop(gop, requests[gop], accumulate))
         return {name: [results[(name, gop, pos)] for gop, pos in located] for name in representations}
+
+    def _refuse_non_accumulated(self, frames: Sequence[int], representations: Sequence[str]) -> None:
+        """In a stream with B-frames, non-accumulated motion exists for I- and P-frames only (a P-frame's exported
+        past vectors as they are) and non-accumulated residuals not at all ("the previous frame" of a P-frame is then
+        not the picture it was predicted from)."""
+        if "residual" in representations:
+            raise UnsupportedVideoError(
+                self.path, "has B-frames: only accumulated residuals are read; re-encode it with `cvkd reencode`"
+            )
+        if "mv" in representations:
+            b_frames = [int(f) for f in frames if 0 <= int(f) < self.num_frames and self.index.pict_types[int(f)] == "B"]
+            if b_frames:
+                raise UnsupportedVideoError(
+                    self.path, f"frame {b_frames[0]} is a B-frame: only its accumulated motion is read (its vectors "
+                    "point both ways); re-encode it with `cvkd reencode` for CoViAR's non-accumulated variant"
+                )
 
     def close(self) -> None:
         """Close the underlying container (it reopens on the next load)."""
