@@ -153,14 +153,29 @@ class CellMotion:
         others = self.cells_not_moving_by(hint)
         if len(others) * 2 <= self.dx.size:  # consecutive frames usually share their dominant motion
             return hint, others
-        keys = (self.dy.astype(np.int64) * 65536 + self.dx).ravel()
+        vector = self._most_common()
+        if vector is None:
+            return None
+        return vector, self.cells_not_moving_by(vector)
+
+    def _most_common(self) -> tuple[int, int] | None:
+        """The displacement of at least half the cells (the smallest (dy, dx) among equals), or None."""
+        dx, dy = self.dx.ravel(), self.dy.ravel()
+        low_x, low_y = int(dx.min()), int(dy.min())
+        span_x, span_y = int(dx.max()) - low_x + 1, int(dy.max()) - low_y + 1
+        if span_x * span_y <= 4 * dx.size + 4096:  # a small range of vectors: count them in one pass
+            counts = np.bincount((dy - low_y) * span_x + (dx - low_x))
+            best = int(counts.argmax())
+            if counts[best] * 2 < dx.size:
+                return None
+            return best % span_x + low_x, best // span_x + low_y
+        keys = dy.astype(np.int64) * 65536 + dx
         unique, counts = np.unique(keys, return_counts=True)
         best = int(counts.argmax())
-        if counts[best] * 2 < self.dx.size:
+        if counts[best] * 2 < dx.size:
             return None
         at = int(np.flatnonzero(keys == unique[best])[0])
-        vector = (int(self.dx.flat[at]), int(self.dy.flat[at]))
-        return vector, self.cells_not_moving_by(vector)
+        return int(dx[at]), int(dy[at])
 
     def cells_not_moving_by(self, vector: tuple[int, int]) -> np.ndarray:
         """Flat indices of the cells whose displacement is not `vector`."""
@@ -292,7 +307,7 @@ class MotionTrace:
                     leaves = (source_x < 0) | (source_x >= width) | (source_y < 0) | (source_y >= height)
                     source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
                 else:
-                    source_x, source_y = np.clip(source_x, 0, width - 1), np.clip(source_y, 0, height - 1)
+                    _clamp(source_x, width - 1), _clamp(source_y, height - 1)
                 destinations.append((pixel_y * width + pixel_x)[kept])
                 sources.append((source_y * width + source_x)[kept])
         destinations = destinations[0] if len(destinations) == 1 else np.concatenate(destinations)
@@ -341,8 +356,12 @@ class MotionTrace:
         left, top = cell_x * size, cell_y * size
         dx, dy = cells.dx.ravel()[chosen], cells.dy.ravel()[chosen]
         # A cell wholly inside the frame whose source stays inside too is a plain shift of flat indices.
-        cut = (left + size > self.width) | (top + size > self.height)
-        inside = ~cut & ~cells.sources_leave(self.height, self.width).ravel()[chosen]
+        right, bottom = left + size, top + size
+        # Inside: the cell is not cut by the border and its source block stays in the frame (`sources_leave`).
+        inside = (
+            (right <= self.width) & (bottom <= self.height) & (left >= dx) & (right - dx <= self.width)
+            & (top >= dy) & (bottom - dy <= self.height)
+        )
         offset_x, offset_y = _block_pattern(size, size)
         # int32 throughout: these arrays are large, and fresh memory costs more than the arithmetic.
         destinations = (top * self.width + left)[inside][:, None] + (offset_y * self.width + offset_x)
@@ -361,7 +380,7 @@ class MotionTrace:
                 kept &= ~leaves
             source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
         else:
-            source_x, source_y = np.clip(source_x, 0, self.width - 1), np.clip(source_y, 0, self.height - 1)
+            _clamp(source_x, self.width - 1), _clamp(source_y, self.height - 1)
         return (
             np.concatenate([destinations.ravel(), (pixel_y * self.width + pixel_x)[kept]]),
             np.concatenate([sources.ravel(), (source_y * self.width + source_x)[kept]]),
@@ -414,6 +433,12 @@ class MotionTrace:
         if out is not None:
             out = out.reshape(-1, channels)
         return np.take(flat, self.source, axis=0, out=out).reshape(self.height, self.width, channels)
+
+
+def _clamp(values: np.ndarray, high: int) -> None:
+    """Clamp `values` to 0..high in place (np.clip's wrapper costs more than the work on small arrays)."""
+    np.maximum(values, 0, out=values)
+    np.minimum(values, high, out=values)
 
 
 def _marked(blocks: BlockMotion) -> BlockMotion:
