@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cvkd.demo import BenchmarkSize, DemoSettings, recipe_config, run_demo
+from cvkd.distill.dkd import scaled_warmup
 from cvkd.engine.teachers import split_spec
 from cvkd.errors import ConfigError
 
@@ -95,3 +96,12 @@ def test_the_default_demo_trains_the_baselines_and_the_per_stream_multi_teacher_
     assert DemoSettings().students() == [("compact_nokd", None), ("compact_kd", None), ("compact_streams", None)]
     assert DemoSettings(strategies=("avg_targets",), streams=False).students() == [
         ("compact_nokd", None), ("compact_kd", None), ("compact_mkd", "avg_targets")]
+
+
+def test_dkd_warm_up_takes_the_share_of_training_it_has_in_mdistiller():
+    """mdistiller warms DKD up over 20 of its 240 CIFAR-100 epochs; a 12-epoch demo student gets 1 epoch, not 20
+    (with 20 its DKD term would stop at 12/20 of its weight). A warm-up set in the recipe is kept."""
+    assert [scaled_warmup(epochs) for epochs in (240, 120, 12, 6)] == [20, 10, 1, 1]
+    config = recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="dkd")
+    assert config.optim.epochs == 12 and config.distill.params["warmup_epochs"] == 1
+    assert "warmup_epochs" not in recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="camkd").distill.params

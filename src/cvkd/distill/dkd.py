@@ -13,6 +13,14 @@ from cvkd.distill.weighting import confidence_weights
 
 DKD_WARMUP_EPOCHS = 20
 """mdistiller's DKD.WARMUP on CIFAR-100: the DKD loss grows linearly over the first 20 epochs."""
+MDISTILLER_EPOCHS = 240
+"""The length of mdistiller's CIFAR-100 schedule that the 20-epoch warm-up belongs to."""
+WARMED_UP_STRATEGIES = ("dkd", "dkd_entropy")
+
+
+def scaled_warmup(epochs: int) -> int:
+    """DKD's warm-up for a run of `epochs` epochs: the same share of training as mdistiller's 20 of 240, at least 1."""
+    return max(1, round(epochs * DKD_WARMUP_EPOCHS / MDISTILLER_EPOCHS))
 DKD_WEIGHTINGS = ("uniform", "confidence")
 
 
