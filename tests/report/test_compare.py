@@ -254,6 +254,9 @@ def test_group_by_seed_ignores_only_seed_name_and_output_dir():
     groups = group_by_seed(configs, lambda config: config)
     assert [[config.seed for config in group] for group in groups] == [[0, 1, 2], [0]]
     assert describe_streams(configs[0]) == "iframe resnet18, mv resnet18*"
+    shared = make_config(model__streams={"iframe": "cnn_tiny", "mv": "cnn_tiny"}, model__frozen=[],
+                         model__trunk="shared")
+    assert describe_streams(shared) == "iframe cnn_tiny, mv cnn_tiny (shared trunk)"
 
 
 

@@ -74,11 +74,13 @@ def run_variant(run_folder: Path, config: RunConfig) -> Variant:
 
 
 def describe_streams(config: RunConfig) -> str:
-    """The streams and backbones, frozen (reused teacher) streams marked `*`: e.g. `iframe resnet18, mv resnet18*`."""
+    """The streams and backbones, frozen (reused teacher) streams marked `*`: e.g. `iframe resnet18, mv resnet18*`;
+    with `model.trunk: shared` followed by "(shared trunk)"."""
     order = [m for m in MODALITIES if m in config.model.streams] + sorted(set(config.model.streams) - set(MODALITIES))
-    return ", ".join(
+    streams = ", ".join(
         f"{m} {config.model.streams[m]}{FROZEN_MARK if m in config.model.frozen else ''}" for m in order
     )
+    return f"{streams} (shared trunk)" if config.model.trunk == "shared" else streams
 
 
 def seed_free_config(config: RunConfig) -> dict:
