@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,17 @@ from cvkd.errors import CvkdError
 
 # Write failures caused by the storage rather than by the data: disk full, quota, file size limit, read-only, I/O.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+NAME_MAX = 255  # bytes in one file name on common file systems (ext4, XFS, Btrfs, APFS)
+_RANDOM_PART = 8  # the characters mkstemp puts between prefix and suffix
+
+
+def temporary_prefix(final: Path, suffix: str) -> str:
+    """The hidden prefix of `final`'s temporary files: `.{stem}.`, or `.cvkd-{hash}.` when `.{stem}.XXXXXXXX.tmp{suffix}`
+    would not fit in NAME_MAX bytes (a file name near the limit)."""
+    prefix = f".{final.stem}."
+    if len(prefix.encode("utf-8")) + _RANDOM_PART + len(f".tmp{suffix}".encode("utf-8")) <= NAME_MAX:
+        return prefix
+    return f".cvkd-{hashlib.sha256(final.name.encode('utf-8')).hexdigest()[:16]}."
 
 
 @contextlib.contextmanager
@@ -33,7 +45,7 @@ def atomic_path(
     suffix = final.suffix if suffix is None else suffix
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix}", dir=final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(final, suffix), suffix=f".tmp{suffix}", dir=final.parent)
     except OSError as problem:
         raise error(write_failure(final, problem)) from None
     os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -60,9 +72,10 @@ def remove_leftovers(final: str | os.PathLike, suffix: str | None = None) -> int
     """
     final = Path(final)
     suffix = final.suffix if suffix is None else suffix
-    pattern = re.compile(rf"\.{re.escape(final.stem)}\.[a-z0-9_]{{8}}\.tmp{re.escape(suffix)}")
+    prefix = temporary_prefix(final, suffix)
+    pattern = re.compile(rf"{re.escape(prefix)}[a-z0-9_]{{{_RANDOM_PART}}}\.tmp{re.escape(suffix)}")
     removed = 0
-    for candidate in final.parent.glob(f".{glob.escape(final.stem)}.*.tmp*"):
+    for candidate in final.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
         if pattern.fullmatch(candidate.name):
             candidate.unlink(missing_ok=True)
             removed += 1

@@ -307,3 +307,17 @@ def test_videos_still_read_when_the_index_cache_cannot_be_written(tmp_path, clea
     video = CompressedVideo(clean_clips["square.mp4"])
     assert video.num_frames == 30 and video.load(29, "mv").shape == (48, 64, 2)
     assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+@pytest.mark.parametrize("length", [241, 242, 255])
+def test_atomic_writes_work_for_names_up_to_the_file_system_limit(tmp_path, length):
+    """A temporary `.{stem}.XXXXXXXX.tmp{suffix}` is 14 bytes longer than its file: for names past 241 bytes it takes
+    a short hashed prefix instead, and the debris of a killed write is still found and removed."""
+    final = tmp_path / ("é" * ((length - 5) // 2) + "x" * ((length - 5) % 2) + ".json")
+    assert len(final.name.encode("utf-8")) == length
+    cvkd.fileio.atomic_write_json(final, {"ok": 1})
+    assert json.loads(final.read_text()) == {"ok": 1} and os.listdir(tmp_path) == [final.name]
+    debris = tmp_path / f"{cvkd.fileio.temporary_prefix(final, '.json')}abcd_123.tmp.json"
+    debris.write_text("{")
+    assert len(debris.name.encode("utf-8")) <= 255
+    assert cvkd.fileio.remove_leftovers(final) == 1 and os.listdir(tmp_path) == [final.name]

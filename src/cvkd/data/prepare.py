@@ -31,8 +31,6 @@ from cvkd.parallel import pool_map
 SOURCES = ("ucf101", "hmdb51", "folder")
 VIDEOS_DIR = "videos"
 SHARDS_DIR = "shards"
-NAME_MAX = 255  # bytes in one file name on common file systems (ext4, XFS, Btrfs, APFS)
-TEMPORARY_NAME_EXTRA = 14  # an atomic write's temporary name is `.{stem}.XXXXXXXX.tmp{suffix}`: 14 bytes longer
 
 
 @dataclass(frozen=True)
@@ -235,20 +233,10 @@ def encode_one(job: tuple[str, Path, Path, EncodeSettings]) -> tuple[str, str | 
 
 
 def reencode_into(source: Path, target: Path, settings: EncodeSettings) -> int:
-    """Re-encode `source` to `target` (one writer per target); return the frames written.
-
-    Temporary files a killed earlier run left are removed first. A name too long for the temporary name beside it
-    (`.{stem}.XXXXXXXX.tmp{suffix}` must fit NAME_MAX bytes) is written under a short hidden name in the same folder,
-    then renamed onto `target`.
-    """
-    if len(target.name.encode("utf-8")) + TEMPORARY_NAME_EXTRA <= NAME_MAX:
-        remove_leftovers(target)
-        return reencode(source, target, settings)
-    short = target.with_name(f".cvkd-{hashlib.sha256(target.name.encode('utf-8')).hexdigest()[:16]}{target.suffix}")
-    remove_leftovers(short)
-    frames = reencode(source, short, settings)
-    os.replace(short, target)
-    return frames
+    """Re-encode `source` to `target` (one writer per target), removing first the temporary files a killed earlier
+    run left; return the frames written. Names up to 255 bytes work (`cvkd.fileio.temporary_prefix`)."""
+    remove_leftovers(target)
+    return reencode(source, target, settings)
 
 
 def folder_splits(root: Path, test_fraction: float, seed: int) -> dict[str, VideoList]:
