@@ -128,3 +128,21 @@ def test_workers_forked_after_the_parent_read_videos_do_not_hang(tmp_path):
     loader = DataLoader(dataset, batch_size=1, num_workers=2, timeout=60, multiprocessing_context="fork")
     labels = sorted(int(batch["label"]) for batch in loader)  # a hang raises after 60 s instead of blocking
     assert labels == sorted(item["label"] for item in parent_items)
+
+
+def test_the_outside_frame_rule_of_the_run_reaches_the_reader(tmp_path):
+    """`data.outside: keep` (CoViAR's rule) makes the dataset's reader keep a pixel's map where its source leaves the
+    frame; on a pan that pushes sources out of the frame the arrays differ from the default clamp."""
+    from clips import encode, pan
+
+    from cvkd.data.transforms import Rendering
+    from cvkd.runs.schema import DataConfig
+
+    path = encode(pan((64, 48), 12, (3, 2)), tmp_path / "walk" / "p.mp4")
+    videos = VideoList(tmp_path, (("walk/p.mp4", 0),), ("walk",))
+    rendering = DataConfig(outside="keep").rendering(train=False)
+    assert rendering == Rendering(outside="keep")
+    dataset = CompressedVideoDataset(videos, ("mv",), train=False, crop_size=32, rendering=rendering)
+    kept = dataset.video(0).load(11, "mv")
+    assert np.array_equal(kept, CompressedVideo(path, outside="keep").load(11, "mv"))
+    assert not np.array_equal(kept, CompressedVideo(path).load(11, "mv"))

@@ -208,3 +208,5 @@ def test_rendering_switches_are_checked():
         render_view([np.zeros((2, 2, 3))], "iframe", view, Rendering(iframe_jitter=True))
     with pytest.raises(ValueError, match="mv_resize must be one of rescale, coviar"):
         Rendering(mv_resize="cv2")
+    with pytest.raises(ValueError, match="outside must be one of clamp, keep"):
+        Rendering(outside="wrap")

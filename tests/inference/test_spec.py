@@ -7,6 +7,7 @@ import json
 import pytest
 
 from cvkd.codec.encode import EncodeSettings
+from cvkd.data.transforms import Rendering
 from cvkd.errors import CvkdError, DatasetError
 from cvkd.inference.spec import InferenceSpec, dataset_encode_settings
 
@@ -17,6 +18,7 @@ SPEC = InferenceSpec(
     segments=3,
     accumulate=False,
     encode=EncodeSettings(gop=8, width=128, height=96, q=3),
+    rendering=Rendering(mv_resize="coviar", iframe_jitter=True, outside="keep"),  # every switch off its default
 )
 
 
@@ -25,6 +27,14 @@ def test_metadata_round_trip_keeps_every_field():
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     assert json.loads(metadata["class_names"]) == list(SPEC.class_names)
     assert InferenceSpec.from_metadata(metadata, "model.onnx") == SPEC
+
+
+def test_metadata_without_rendering_switches_reads_as_cvkd_defaults_and_bad_switches_are_refused():
+    older = {key: value for key, value in SPEC.to_metadata().items() if key != "rendering"}
+    assert InferenceSpec.from_metadata(older, "old.onnx").rendering == Rendering()
+    damaged = {**SPEC.to_metadata(), "rendering": json.dumps({"outside": "wrap"})}
+    with pytest.raises(CvkdError, match=r"^m\.onnx: damaged cvkd metadata .*outside must be one of clamp, keep"):
+        InferenceSpec.from_metadata(damaged, "m.onnx")
 
 
 def test_metadata_of_a_foreign_model_is_one_clear_error():

@@ -117,7 +117,7 @@ class CompressedVideoDataset(Dataset):
         path = str(self.video_list.path(index))
         video = self._videos.pop(path, None)
         if video is None:
-            video = CompressedVideo(path)
+            video = CompressedVideo(path, outside=self.rendering.outside)
         self._videos[path] = video
         while len(self._videos) > self.cache_size:
             self._videos.popitem(last=False)[1].close()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cvkd.codec.motion import OUTSIDE_RULES
 from cvkd.data.colour import jitter_hls
 from cvkd.data.sampling import Crop, ViewSpec
 
@@ -43,15 +44,19 @@ class Rendering:
 
     `mv_resize`: "rescale" (cvkd: a resized field's vectors scale with it) or "coviar" (clipped to the mapping's
     +-20 px range first, then resized without rescaling). `iframe_jitter`: CoViAR's HLS colour jitter of I-frames,
-    with one draw per segment frame passed to `render_sample`.
+    with one draw per segment frame passed to `render_sample`. `outside`: the reader's rule for a motion source
+    outside the frame, "clamp" (cvkd) or "keep" (CoViAR's: the pixel keeps its previous mapping).
     """
 
     mv_resize: str = "rescale"
     iframe_jitter: bool = False
+    outside: str = "clamp"
 
     def __post_init__(self) -> None:
         if self.mv_resize not in MV_RESIZE_MODES:
             raise ValueError(f"mv_resize must be one of {', '.join(MV_RESIZE_MODES)}, got {self.mv_resize!r}")
+        if self.outside not in OUTSIDE_RULES:
+            raise ValueError(f"outside must be one of {', '.join(OUTSIDE_RULES)}, got {self.outside!r}")
 
     @property
     def rescale_mv(self) -> bool:

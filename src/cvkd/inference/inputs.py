@@ -17,7 +17,7 @@ def eval_view_dataset(video_list: VideoList, spec: InferenceSpec, segments: int,
     """The videos of `video_list` as test views of the spec's modalities (each item (S * crops, C, H, W))."""
     return CompressedVideoDataset(
         video_list, spec.modalities, num_segments=segments, train=False, crop_size=spec.crop_size,
-        test_crops=crops, accumulate=spec.accumulate, cache_size=1,
+        test_crops=crops, accumulate=spec.accumulate, cache_size=1, rendering=spec.rendering,
     )
 
 

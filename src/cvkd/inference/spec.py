@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from cvkd import __version__
 from cvkd.codec.encode import EncodeSettings
 from cvkd.data.lists import PREPARE_REPORT_FILE as PREPARE_REPORT
+from cvkd.data.transforms import Rendering
 from cvkd.data.synthetic import MANIFEST as SYNTH_MANIFEST
 from cvkd.runs.folder import LoadedRun
 from cvkd.errors import DatasetError, ModelFileError
@@ -28,6 +29,7 @@ class InferenceSpec:
     segments: int  # segments the model is scored with by default
     accumulate: bool  # accumulated MV / residual (CoViAR)
     encode: EncodeSettings  # how videos are re-encoded before sampling
+    rendering: Rendering = Rendering()  # the run's test-time parity switches (MV resize, jitter, outside rule)
 
     def to_metadata(self) -> dict[str, str]:
         """String key/value pairs for an ONNX file's metadata_props."""
@@ -40,6 +42,7 @@ class InferenceSpec:
             "segments": str(self.segments),
             "accumulate": json.dumps(self.accumulate),
             "encode_settings": json.dumps(asdict(self.encode), sort_keys=True),
+            "rendering": json.dumps(asdict(self.rendering), sort_keys=True),
         }
 
     @classmethod
@@ -55,6 +58,7 @@ class InferenceSpec:
                 segments=int(metadata["segments"]),
                 accumulate=bool(json.loads(metadata["accumulate"])),
                 encode=EncodeSettings(**json.loads(metadata["encode_settings"])),
+                rendering=Rendering(**json.loads(metadata.get("rendering", "{}"))),  # older exports: defaults
             )
         except (KeyError, ValueError, TypeError) as error:
             raise ModelFileError(f"{os.fspath(source)}: damaged cvkd metadata ({type(error).__name__}: {error})") from None
@@ -70,6 +74,7 @@ def spec_from_run(run: LoadedRun) -> InferenceSpec:
         segments=int(data.val_segments),
         accumulate=bool(data.accumulate),
         encode=dataset_encode_settings(data.root),
+        rendering=data.rendering(train=False),
     )
 
 

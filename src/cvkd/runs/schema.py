@@ -36,12 +36,15 @@ class DataConfig:
     # trained streams only (the teachers score the same crop; CoViAR's I-frame scales 1 .875 .75 .66 for an I-frame
     # student)
     crop_scales: Literal["shared", "student"] = "shared"
+    # A motion source outside the frame (accumulated MV and residual): "clamp" to the border (cvkd; the codec extends
+    # edges the same way) or "keep" the pixel's previous mapping (CoViAR's loader)
+    outside: Literal["clamp", "keep"] = "clamp"
 
     def rendering(self, train: bool) -> Rendering:
         """The parity switches that shape inputs, for training (`train`) or for validation and testing."""
         from cvkd.data.transforms import Rendering
 
-        return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test)
+        return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test, self.outside)
 
 
 @dataclass
