@@ -91,7 +91,9 @@ def _head(matrix: np.ndarray):
 
 
 def _strategy(**extra):
+    """CA-MKD with the feature term (on from the first call unless `feature_delay_epochs` is given)."""
     torch.manual_seed(0)
+    extra.setdefault("feature_delay_epochs", 0)
     return create_strategy(
         "camkd", 2, gamma=50.0, student_dim=2, teacher_dims=[3, 2], teacher_heads=[_head(m) for m in HEADS], **extra
     )
@@ -128,7 +130,8 @@ def test_feature_gradients_reach_student_and_adapters_never_the_teacher():
     head = torch.nn.Linear(3, 4)
     head.requires_grad_(False)  # the trainer's teachers are frozen
     heads = [lambda m: head(m.mean(dim=(2, 3))), _head(HEADS[1])]
-    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=2, teacher_dims=[3, 2], teacher_heads=heads)
+    strategy = create_strategy("camkd", 2, gamma=1.0, student_dim=2, teacher_dims=[3, 2], teacher_heads=heads,
+                               feature_delay_epochs=0)
     student_map = tensor(MAP_S, requires_grad=True)
     teacher_maps = [tensor(m, requires_grad=True) for m in MAP_T]
     strategy(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), student_map, teacher_maps).loss.backward()
@@ -144,3 +147,20 @@ def test_gamma_zero_is_logit_only_camkd_and_gamma_needs_the_heads():
         create_strategy("camkd", 2, gamma=1.0, student_dim=2, teacher_dims=[3, 2])  # no silent fall-back
     with pytest.raises(ConfigError, match="student_features and teacher_features"):
         _strategy()(tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS))
+
+
+def test_feature_term_is_left_out_of_the_first_epoch_as_in_the_authors_code():
+    """Their loop adds beta * loss_kd only `if epoch != 1` (1-based): the feature term is 0 in epoch 0 here, with the
+    adapters still in the graph (zero gradients, as DistributedDataParallel needs), and whole from epoch 1 on."""
+    inputs = (tensor(STUDENT), tensor(TEACHERS[:2]), torch.tensor(LABELS), tensor(MAP_S), [tensor(m) for m in MAP_T])
+    first, later = _strategy(feature_delay_epochs=1), _strategy(feature_delay_epochs=1)
+    later.set_epoch(1)
+    out_first, out_later = first(*inputs), later(*inputs)
+    assert float(out_first.feature) == 0.0 and float(out_later.feature) > 0
+    assert_close(out_later.loss - out_first.loss, 50.0 * float(out_later.feature), rtol=1e-5)
+    out_first.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in first.adapters.parameters())
+    immediate = _strategy(feature_delay_epochs=0)
+    assert_close(immediate(*inputs).feature, float(out_later.feature), rtol=1e-6)
+    with pytest.raises(ConfigError, match="feature_delay_epochs must be an integer >= 0"):
+        _strategy(feature_delay_epochs=-1)

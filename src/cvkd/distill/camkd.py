@@ -29,8 +29,10 @@ class ConfidenceAware(WeightedLossStrategy):
     v_ik = (1 - softmax_k(CE(teacher_heads[k](adapted_k)_i, y_i))) / (K-1), teacher k's own classifier applied to the
     student map adapted for k. As in the authors' code the gradient flows through v too (into the adapters and the
     student, never into the frozen heads). gamma > 0 needs `student_dim` and `teacher_dims` (map channels) and
-    `teacher_heads` (the trainer passes them); the heads are not registered as parameters. Departure: the authors'
-    code leaves the feature term out of the first epoch; here it is on from the start.
+    `teacher_heads` (the trainer passes them); the heads are not registered as parameters. As in the authors' code
+    the feature term is left out of the first `feature_delay_epochs` epochs (default 1: their `if epoch == 1`); it is
+    computed and multiplied by 0 there, so the adapters stay in the graph (DistributedDataParallel needs every
+    parameter to take part in every step).
     """
 
     name = "camkd"
@@ -45,9 +47,13 @@ class ConfidenceAware(WeightedLossStrategy):
         teacher_dims: Sequence[int] | None = None,
         teacher_heads: Sequence[TeacherHead] | None = None,
         adapter_kernel: int = 1,
+        feature_delay_epochs: int = 1,
         **common: float,
     ) -> None:
         super().__init__(num_teachers, **common)
+        if not isinstance(feature_delay_epochs, int) or isinstance(feature_delay_epochs, bool) or feature_delay_epochs < 0:
+            raise self.config_error(f"feature_delay_epochs must be an integer >= 0, got {feature_delay_epochs!r}")
+        self.feature_delay_epochs = feature_delay_epochs
         self.adapters = nn.ModuleList()
         self._teacher_heads: tuple[TeacherHead, ...] = ()
         if not self.gamma:
@@ -72,7 +78,8 @@ class ConfidenceAware(WeightedLossStrategy):
         """Weighted KL, plus the weighted feature MSE when gamma > 0."""
         terms = super().distill_terms(inputs)
         if self.gamma:
-            terms.feature = self.feature_term(inputs)[0]
+            feature = self.feature_term(inputs)[0]
+            terms.feature = feature if self.epoch >= self.feature_delay_epochs else feature * 0.0
         return terms
 
     def feature_term(self, inputs: DistillInputs) -> tuple[Tensor, Tensor]:
