@@ -281,35 +281,14 @@ class MotionTrace:
             self._follow_shifted(cells, vector, others)
 
     def _follow_blocks(self, blocks: BlockMotion) -> None:
-        """Update only the pixels of the moving `blocks`, straight from the blocks (no grid of cells): a block wholly
-        inside the frame whose source stays inside is a plain shift of flat indices; the others are cut at the
-        border and clamped (or kept, with the "keep" rule) pixel by pixel, as in `_cell_pixels`."""
+        """Update only the pixels of the moving `blocks`, straight from the blocks (no grid of cells)."""
         destinations, sources = [], []
-        height, width = self.height, self.width
         for block_width, block_height, chosen in _size_groups(blocks):
-            left, top, dx, dy = (part[chosen] for part in (blocks.left, blocks.top, blocks.dx, blocks.dy))
-            inside = (
-                (left >= 0) & (top >= 0) & (left + block_width <= width) & (top + block_height <= height)
-                & (left - dx >= 0) & (top - dy >= 0) & (left - dx + block_width <= width)
-                & (top - dy + block_height <= height)
+            pixels, froms = self._rectangle_pixels(
+                blocks.left[chosen], blocks.top[chosen], block_width, block_height, blocks.dx[chosen], blocks.dy[chosen]
             )
-            offset_x, offset_y = _block_pattern(block_width, block_height)
-            flat = (top * width + left)[inside][:, None] + (offset_y * width + offset_x)
-            destinations.append(flat.ravel())
-            sources.append((flat - (dy * width + dx)[inside][:, None]).ravel())
-            if not inside.all():
-                border = ~inside
-                pixel_x = left[border][:, None] + offset_x
-                pixel_y = top[border][:, None] + offset_y
-                source_x, source_y = pixel_x - dx[border][:, None], pixel_y - dy[border][:, None]
-                kept = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
-                if self.keep_outside:
-                    leaves = (source_x < 0) | (source_x >= width) | (source_y < 0) | (source_y >= height)
-                    source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
-                else:
-                    _clamp(source_x, width - 1), _clamp(source_y, height - 1)
-                destinations.append((pixel_y * width + pixel_x)[kept])
-                sources.append((source_y * width + source_x)[kept])
+            destinations.append(pixels)
+            sources.append(froms)
         destinations = destinations[0] if len(destinations) == 1 else np.concatenate(destinations)
         sources = sources[0] if len(sources) == 1 else np.concatenate(sources)
         self.source[destinations] = np.take(self.source, sources)  # every value gathered before any is written
@@ -346,26 +325,34 @@ class MotionTrace:
     def _cell_pixels(
         self, cells: CellMotion, chosen: np.ndarray, drop_outside: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Flat indices of the pixels of the `chosen` cells (cut at the border) and of their sources.
+        """Flat indices of the pixels of the `chosen` cells (cut at the border) and of their sources (see
+        `_rectangle_pixels`)."""
+        size, cols = cells.cell, cells.dx.shape[1]
+        cell_y, cell_x = np.divmod(chosen.astype(np.int32), cols)
+        dx, dy = cells.dx.ravel()[chosen], cells.dy.ravel()[chosen]
+        return self._rectangle_pixels(cell_x * size, cell_y * size, size, size, dx, dy, drop_outside)
+
+    def _rectangle_pixels(
+        self, left: np.ndarray, top: np.ndarray, width: int, height: int, dx: np.ndarray, dy: np.ndarray,
+        drop_outside: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the pixels of width x height rectangles at (left, top) moving by (dx, dy), cut at the frame
+        border, and of their sources.
 
         A source outside the frame is clamped, or with `keep_outside` is the pixel itself (its map stays); with
         `drop_outside` too such pixels are left out.
         """
-        size, cols = cells.cell, cells.dx.shape[1]
-        cell_y, cell_x = np.divmod(chosen.astype(np.int32), cols)
-        left, top = cell_x * size, cell_y * size
-        dx, dy = cells.dx.ravel()[chosen], cells.dy.ravel()[chosen]
-        # A cell wholly inside the frame whose source stays inside too is a plain shift of flat indices.
-        right, bottom = left + size, top + size
-        # Inside: the cell is not cut by the border and its source block stays in the frame (`sources_leave`).
+        frame_width, frame_height = self.width, self.height
+        right, bottom = left + width, top + height
+        # A rectangle wholly inside the frame whose source stays inside too is a plain shift of flat indices.
         inside = (
-            (right <= self.width) & (bottom <= self.height) & (left >= dx) & (right - dx <= self.width)
-            & (top >= dy) & (bottom - dy <= self.height)
+            (left >= 0) & (top >= 0) & (right <= frame_width) & (bottom <= frame_height)
+            & (left >= dx) & (top >= dy) & (right - dx <= frame_width) & (bottom - dy <= frame_height)
         )
-        offset_x, offset_y = _block_pattern(size, size)
+        offset_x, offset_y = _block_pattern(width, height)
         # int32 throughout: these arrays are large, and fresh memory costs more than the arithmetic.
-        destinations = (top * self.width + left)[inside][:, None] + (offset_y * self.width + offset_x)
-        sources = destinations - (dy * self.width + dx)[inside][:, None]
+        destinations = (top * frame_width + left)[inside][:, None] + (offset_y * frame_width + offset_x)
+        sources = destinations - (dy * frame_width + dx)[inside][:, None]
         if inside.all():
             return destinations.ravel(), sources.ravel()
         border = ~inside  # cut by the frame border, or the source leaves it: clamp pixel by pixel
@@ -373,17 +360,17 @@ class MotionTrace:
         pixel_y = top[border][:, None] + offset_y
         source_x = pixel_x - dx[border][:, None]
         source_y = pixel_y - dy[border][:, None]
-        kept = (pixel_x < self.width) & (pixel_y < self.height)
+        kept = (pixel_x >= 0) & (pixel_x < frame_width) & (pixel_y >= 0) & (pixel_y < frame_height)
         if self.keep_outside:
-            leaves = (source_x < 0) | (source_x >= self.width) | (source_y < 0) | (source_y >= self.height)
+            leaves = (source_x < 0) | (source_x >= frame_width) | (source_y < 0) | (source_y >= frame_height)
             if drop_outside:
                 kept &= ~leaves
             source_x, source_y = np.where(leaves, pixel_x, source_x), np.where(leaves, pixel_y, source_y)
         else:
-            _clamp(source_x, self.width - 1), _clamp(source_y, self.height - 1)
+            _clamp(source_x, frame_width - 1), _clamp(source_y, frame_height - 1)
         return (
-            np.concatenate([destinations.ravel(), (pixel_y * self.width + pixel_x)[kept]]),
-            np.concatenate([sources.ravel(), (source_y * self.width + source_x)[kept]]),
+            np.concatenate([destinations.ravel(), (pixel_y * frame_width + pixel_x)[kept]]),
+            np.concatenate([sources.ravel(), (source_y * frame_width + source_x)[kept]]),
         )
 
     def follow_both_ways(

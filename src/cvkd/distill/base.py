@@ -116,11 +116,9 @@ class DistillStrategy(nn.Module):
         self.gamma = self.number("gamma", gamma)
         if self.gamma and not self.supports_features:
             raise self.config_error(f"has no feature term, so gamma must be 0 (got {gamma!r})")
-        if not isinstance(warmup_epochs, int) or isinstance(warmup_epochs, bool) or warmup_epochs < 0:
-            raise self.config_error(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
+        self.warmup_epochs = self.count("warmup_epochs", warmup_epochs)
         if not isinstance(normalise_soft, bool):
             raise self.config_error(f"normalise_soft must be true or false, got {normalise_soft!r}")
-        self.warmup_epochs = warmup_epochs
         self.normalise_soft = normalise_soft
         self.epoch = 0
 
@@ -145,6 +143,12 @@ class DistillStrategy(nn.Module):
     def config_error(self, problem: str) -> ConfigError:
         """A one-line ConfigError naming this strategy."""
         return ConfigError(f"distillation strategy {self.name!r}: {problem}")
+
+    def count(self, key: str, value: object) -> int:
+        """Check that a hyper-parameter is an integer >= 0 (not a bool) and return it."""
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self.config_error(f"{key} must be an integer >= 0, got {value!r}")
+        return value
 
     def number(self, key: str, value: object, *, positive: bool = False) -> float:
         """Check that a hyper-parameter is a finite number >= 0 (> 0 if `positive`) and return it as a float."""

@@ -51,9 +51,7 @@ class ConfidenceAware(WeightedLossStrategy):
         **common: float,
     ) -> None:
         super().__init__(num_teachers, **common)
-        if not isinstance(feature_delay_epochs, int) or isinstance(feature_delay_epochs, bool) or feature_delay_epochs < 0:
-            raise self.config_error(f"feature_delay_epochs must be an integer >= 0, got {feature_delay_epochs!r}")
-        self.feature_delay_epochs = feature_delay_epochs
+        self.feature_delay_epochs = self.count("feature_delay_epochs", feature_delay_epochs)
         self.adapters = nn.ModuleList()
         self._teacher_heads: tuple[TeacherHead, ...] = ()
         if not self.gamma:

@@ -21,6 +21,8 @@ WARMED_UP_STRATEGIES = ("dkd", "dkd_entropy")
 def scaled_warmup(epochs: int) -> int:
     """DKD's warm-up for a run of `epochs` epochs: the same share of training as mdistiller's 20 of 240, at least 1."""
     return max(1, round(epochs * DKD_WARMUP_EPOCHS / MDISTILLER_EPOCHS))
+
+
 DKD_WEIGHTINGS = ("uniform", "confidence")
 
 
