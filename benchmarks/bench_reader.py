@@ -40,6 +40,7 @@ from cvkd.codec.encode import EncodeSettings, encode_rgb_frames, reencode
 from cvkd.codec.index import VideoIndex, index_video
 from cvkd.codec.motion import MotionTrace, block_motion, residual
 from cvkd.codec.reader import CompressedVideo
+from cvkd.errors import CvkdError
 
 GOP, SEGMENTS = 12, 3
 REPRESENTATIONS = ("iframe", "mv", "residual")
@@ -269,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             encode_rgb_frames(scene(int(args.seconds * FPS), args.seed), clips[name], settings, fps=FPS)
         for source in args.video:
             clips[source.stem] = Path(tmp) / f"real-{len(clips)}.mp4"
-            reencode(source, clips[source.stem], settings)
+            try:
+                reencode(source, clips[source.stem], settings)
+            except CvkdError as error:
+                parser.error(str(error))  # one line naming the file, exit status 2
         summary = {name: bench_clip(name, path, args) for name, path in clips.items()}
         print("\nsummary (ratio, target):")
         for name, ratios in summary.items():

@@ -123,7 +123,7 @@ def check_file(path: str, max_frames: int) -> bool:
     try:
         video = CompressedVideo(path)
     except VideoError as error:
-        print(f"{path}: {error}")
+        print(error)  # names the file
         return False
     frames = min(video.num_frames, max_frames)
     vectors, types, digests = exported_vectors(path, frames)

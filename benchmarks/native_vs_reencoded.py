@@ -29,8 +29,8 @@ from cvkd.engine.evaluate import FUSED
 from cvkd.engine.protocol import Protocol, cached_evaluations
 from cvkd.runs.folder import load_run
 from cvkd.scores.files import ScoreSet
-from cvkd.scores.matching import align
-from cvkd.scores.statistics import accuracy, correctness, mcnemar_runs, mean_sd, paired_difference
+from cvkd.report.compare import correct_on
+from cvkd.scores.statistics import accuracy, mcnemar_runs, mean_sd, paired_difference
 
 RECIPE = Path(__file__).resolve().parents[1] / "src" / "cvkd" / "recipes" / "synthetic" / "teachers.yaml"
 DATASET_VIDEOS = 300_000
@@ -78,11 +78,9 @@ def score_sets(runs: list[Path]) -> list[dict[str, ScoreSet]]:
     return [{key: evaluation.scores(key) for key in STREAMS} for evaluation in evaluations]
 
 
-def correct_on(reference: ScoreSet, sets: list[dict[str, ScoreSet]], key: str) -> np.ndarray:
+def correct_per_run(reference: ScoreSet, sets: list[dict[str, ScoreSet]], key: str) -> np.ndarray:
     """(runs, videos) correctness of output `key`, videos matched by name to the order of `reference`."""
-    rows = [sets_of_run[key] if sets_of_run[key] is reference else align([reference, sets_of_run[key]])[1]
-            for sets_of_run in sets]
-    return np.stack([correctness(scores.scores, scores.labels) for scores in rows])
+    return np.stack([correct_on(reference, sets_of_run[key]) for sets_of_run in sets])
 
 
 def training_seconds(run: Path) -> float:
@@ -104,7 +102,7 @@ def main() -> int:
         for data in runs:
             runs[data].append(train(args.out, data, seed))
     sets = {data: score_sets(folders) for data, folders in runs.items()}
-    native, reencoded = ({key: correct_on(sets["h264"][0][key], sets[data], key) for key in STREAMS}
+    native, reencoded = ({key: correct_per_run(sets["h264"][0][key], sets[data], key) for key in STREAMS}
                          for data in ("h264", "mpeg4"))
     print_table(native, reencoded, runs, timing)
     return 0
@@ -125,7 +123,7 @@ def print_table(native: dict[str, np.ndarray], reencoded: dict[str, np.ndarray],
             cells.append(f"{mean:.2f} ± {sd or 0:.2f} ({per_seed})")
         interval = paired_difference(native[key], reencoded[key])
         tests = ", ".join(f"{test.p:.3g}" for test in mcnemar_runs(native[key], reencoded[key]))
-        verdict = "real" if interval.low > 0 or interval.high < 0 else "within noise"
+        verdict = "real" if interval.excludes_zero else "within noise"
         print(f"| {key} | {cells[0]} | {cells[1]} | {interval.estimate:+.2f} [{interval.low:+.2f}, "
               f"{interval.high:+.2f}] | {tests} | {verdict} |")
     per_video_cpu = timing["cpu_s"] / timing["videos"]

@@ -190,7 +190,7 @@ def _evaluate(runs: Sequence[LoadedRun], settings: CompareSettings) -> dict[Path
     return {loaded.checkpoint: evaluation for loaded, evaluation in zip(runs, evaluations)}
 
 
-def _correct_on(reference: ScoreSet, scores: ScoreSet) -> np.ndarray:
+def correct_on(reference: ScoreSet, scores: ScoreSet) -> np.ndarray:
     """Per-video correctness of `scores` in the video order of `reference` (the teacher's), checked to be the same
     videos with the same labels."""
     aligned = scores if reference is scores else align([reference, scores])[1]
@@ -211,7 +211,7 @@ def _teacher_row(teacher: ComposedTeacher, scores: ScoreSet, crop: int, settings
     runs = teacher.runs
     seeds = [runs[0].config.seed] if len(runs) == 1 else []  # a composed teacher has one seed per stream run
     return CompareRow("CoViAR teacher", TEACHER_KIND, streams, [teacher.name], seeds,
-                      _correct_on(scores, scores)[None, :], profile)
+                      correct_on(scores, scores)[None, :], profile)
 
 
 def _student_row(group: list[LoadedRun], evaluations: dict[Path, CachedEvaluation], reference: ScoreSet, crop: int,
@@ -219,7 +219,7 @@ def _student_row(group: list[LoadedRun], evaluations: dict[Path, CachedEvaluatio
     """One row for the seeds of one student experiment, profiled on its first run."""
     first = group[0]
     variant = run_variant(first.checkpoint.parent, first.config)
-    correct = np.stack([_correct_on(reference, evaluations[loaded.checkpoint].scores(FUSED)) for loaded in group])
+    correct = np.stack([correct_on(reference, evaluations[loaded.checkpoint].scores(FUSED)) for loaded in group])
     return CompareRow(
         variant=variant.label, kind=variant.kind, streams=describe_streams(first.config),
         runs=[loaded.config.name for loaded in group], seeds=[loaded.config.seed for loaded in group],
