@@ -8,7 +8,8 @@ Run: .venv/bin/python benchmarks/native_vs_reencoded.py [--out DIR (default /tmp
    and CPU seconds of the child process): the preparation step native reading removes.
 3. The teacher recipe (recipes/synthetic/teachers.yaml, unchanged) trained N seeds on each copy, seed by seed.
 4. Every run tested on its own copy (5 segments, centre crop), videos matched by name; the native-minus-re-encoded
-   difference with the paired hierarchical bootstrap interval (seeds, then videos) and McNemar per seed pair.
+   difference with the calibrated seed-level verdict (pooled t-test on per-seed accuracies, t-interval) and McNemar
+   per seed pair.
 Re-running skips what exists (videos, finished runs, cached evaluations). Print a Markdown table.
 """
 
@@ -30,7 +31,8 @@ from cvkd.engine.protocol import Protocol, cached_evaluations
 from cvkd.runs.folder import load_run
 from cvkd.scores.files import ScoreSet
 from cvkd.report.compare import correct_on
-from cvkd.scores.statistics import accuracy, mcnemar_runs, mean_sd, paired_difference
+from cvkd.scores.mcnemar import mcnemar_runs
+from cvkd.scores.statistics import accuracy, mean_sd, verdict
 
 RECIPE = Path(__file__).resolve().parents[1] / "src" / "cvkd" / "recipes" / "synthetic" / "teachers.yaml"
 DATASET_VIDEOS = 300_000
@@ -121,11 +123,10 @@ def print_table(native: dict[str, np.ndarray], reencoded: dict[str, np.ndarray],
             mean, sd = mean_sd([accuracy(row) for row in correct])
             per_seed = " / ".join(f"{accuracy(row):.2f}" for row in correct)
             cells.append(f"{mean:.2f} ± {sd or 0:.2f} ({per_seed})")
-        interval = paired_difference(native[key], reencoded[key])
+        judged = verdict(native[key], reencoded[key])
         tests = ", ".join(f"{test.p:.3g}" for test in mcnemar_runs(native[key], reencoded[key]))
-        verdict = "real" if interval.excludes_zero else "within noise"
-        print(f"| {key} | {cells[0]} | {cells[1]} | {interval.estimate:+.2f} [{interval.low:+.2f}, "
-              f"{interval.high:+.2f}] | {tests} | {verdict} |")
+        print(f"| {key} | {cells[0]} | {cells[1]} | {judged.estimate:+.2f} [{judged.low:+.2f}, "
+              f"{judged.high:+.2f}] | {tests} | {judged.words} |")
     per_video_cpu = timing["cpu_s"] / timing["videos"]
     print(f"\nre-encode (`cvkd reencode`, 1 worker): {timing['videos']} videos in {timing['wall_s']:.1f} s wall, "
           f"{timing['cpu_s']:.1f} CPU-s = {1000 * per_video_cpu:.0f} CPU-ms per 112x112 36-frame video; "

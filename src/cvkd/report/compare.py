@@ -1,13 +1,16 @@
 """The paper's comparison: the CoViAR teacher against each student variant, in accuracy and in cost, with paired
 statistics on the shared test videos.
 
-Rows: the teacher (one run, or several single-stream runs composed into one CoViAR fused 2:1:1), then one row per
-student experiment: runs whose configs differ only in `seed`, `name` and `output_dir` are seeds of one experiment and
-share a row (mean +- standard deviation over the seeds, and a 95 % bootstrap interval over seeds and videos).
-Accuracy is the fused top-1 of each run on one test protocol, from the per-video scores cached next to its checkpoint
-(`cvkd.engine.protocol.cached_evaluations`, one pass over the test videos for all runs); every student is set against the teacher and its baselines with a paired
-bootstrap interval and McNemar's test (`cvkd.report.differences`). Costs come from `cvkd.report.model_profile` at the
-teacher's crop size; ratios are teacher / student.
+Rows: the teacher, then one row per student experiment. Runs whose configs differ only in `seed`, `name` and
+`output_dir` (and in which seed of the same teacher they learned from) are seeds of one experiment and share a row
+(mean +- standard deviation over the seeds, and a 95 % t-interval over them). The teacher is one run, or several
+single-stream runs composed into one CoViAR fused 2:1:1, or seeds of either: teacher runs are grouped by seed the same
+way, and seed j of the teacher composes the j-th run of every group. Accuracy is the fused top-1 of each run on one
+test protocol, from the per-video scores cached next to its checkpoint (`cvkd.engine.protocol.cached_evaluations`, one
+pass over the test videos for all runs); every student is set against the teacher and its baselines by the calibrated
+seed-level verdict, the claims' primary comparisons on their own and the rest Holm-corrected
+(`cvkd.report.differences`). Costs come from `cvkd.report.model_profile` at the teacher's crop size; ratios are
+teacher / student.
 """
 
 from __future__ import annotations
@@ -22,17 +25,17 @@ import numpy as np
 from cvkd.engine.protocol import CachedEvaluation, Protocol, cached_evaluations
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, select_device
-from cvkd.errors import DatasetError
+from cvkd.errors import ConfigError, DatasetError
 from cvkd.modalities import FUSED
 from cvkd.report.composed_teacher import ComposedTeacher, compose_teacher, composed_scores
-from cvkd.report.differences import PairedDifference, paired_differences, verdict
+from cvkd.report.differences import Claim, PairedDifference, paired_differences, verdict_text
 from cvkd.report.environment import environment
 from cvkd.report.model_profile import ModelProfile, profile_model
 from cvkd.report.cost_accounting import safe_ratio
 from cvkd.report.variants import describe_streams, group_by_seed, run_variant
 from cvkd.scores.files import ScoreSet
 from cvkd.scores.fusion import align
-from cvkd.scores.statistics import RESAMPLES, Interval, accuracy_interval, correctness, mean_sd
+from cvkd.scores.statistics import Interval, correctness, mean_sd, seed_interval
 
 TEACHER_KIND = "teacher"
 
@@ -48,7 +51,7 @@ class CompareRow:
     seeds: list[int]
     correct: np.ndarray  # (runs, videos) 0/1: is each run's fused top-1 right on each test video
     profile: ModelProfile
-    interval: Interval | None = None  # the accuracy's 95 % interval (seeds and videos), set by `build_comparison`
+    interval: Interval | None = None  # the accuracy's 95 % interval, set by `build_comparison`
 
     @property
     def n(self) -> int:
@@ -81,7 +84,6 @@ class Comparison:
     protocol: Protocol
     crop: int
     gop: int
-    resamples: int = RESAMPLES
     environment: dict = field(default_factory=environment)
     evaluations: dict[Path, CachedEvaluation] = field(default_factory=dict, repr=False)
 
@@ -116,8 +118,8 @@ class Comparison:
         }
 
     def verdict(self) -> str:
-        """The verdict on multi-teacher distillation, from the paired intervals."""
-        return verdict(self.differences)
+        """The verdict on each claim's primary comparison, and the secondary differences real after Holm."""
+        return verdict_text(self.differences)
 
 
 @dataclass(frozen=True)
@@ -133,17 +135,19 @@ class CompareSettings:
     device: str = "auto"
     progress: bool = True
     reuse: bool = True
-    resamples: int = RESAMPLES
+    claims: tuple[Claim, ...] | None = None  # primary comparisons; None: `differences.default_claims`
+    pairs: tuple[tuple[str, str], ...] = ()  # more (row, baseline) pairs to judge, by run name or `teacher`
 
 
-def build_comparison(rows: list[CompareRow], protocol: Protocol, crop: int, gop: int, resamples: int = RESAMPLES,
-                     evaluations: dict[Path, CachedEvaluation] | None = None) -> Comparison:
-    """The comparison of `rows` (teacher first): each row's accuracy interval and the paired differences."""
+def build_comparison(rows: list[CompareRow], protocol: Protocol, crop: int, gop: int,
+                     evaluations: dict[Path, CachedEvaluation] | None = None, claims: Sequence[Claim] | None = None,
+                     pairs: Sequence[tuple[str, str]] = ()) -> Comparison:
+    """The comparison of `rows` (teacher first): each row's accuracy interval and the judged differences."""
     _distinct_labels(rows)
     for row in rows:
-        row.interval = accuracy_interval(row.correct, resamples)
-    differences = paired_differences(rows[0], rows[1:], resamples)
-    return Comparison(rows, differences, protocol, crop, gop, resamples, environment(), evaluations or {})
+        row.interval = seed_interval(row.correct)
+    differences = paired_differences(rows[0], rows[1:], claims, pairs)
+    return Comparison(rows, differences, protocol, crop, gop, environment(), evaluations or {})
 
 
 def _distinct_labels(rows: list[CompareRow]) -> None:
@@ -158,19 +162,33 @@ def _distinct_labels(rows: list[CompareRow]) -> None:
 def compare_runs(students: Sequence[str | os.PathLike], teachers: Sequence[str | os.PathLike],
                  settings: CompareSettings = CompareSettings()) -> Comparison:
     """Evaluate (or reuse the cached evaluation of) every run, group seeds, profile each model, compare the rows."""
-    teacher = compose_teacher([load_run(run, "cpu") for run in teachers])
+    teacher_seeds = compose_teacher_seeds([load_run(run, "cpu") for run in teachers])
+    teacher = teacher_seeds[0]
     student_runs = [load_run(run, "cpu") for run in students]
     for loaded, given in zip(student_runs, students):
         if loaded.class_names != teacher.class_names:
             raise DatasetError(f"{given}: trained on other classes than the teacher ({len(loaded.class_names)} vs "
                                f"{len(teacher.class_names)} classes, or in another order)")
-    evaluations = _evaluate([*teacher.runs, *student_runs], settings)
+    evaluations = _evaluate([loaded for seed in teacher_seeds for loaded in seed.runs] + student_runs, settings)
     reference = composed_scores(teacher, evaluations)
     crop = teacher.runs[0].config.data.crop_size
-    rows = [_teacher_row(teacher, reference, crop, settings)]
+    rows = [_teacher_row(teacher_seeds, evaluations, reference, crop, settings)]
     for group in group_by_seed(student_runs, lambda loaded: loaded.config):
         rows.append(_student_row(group, evaluations, reference, crop, settings))
-    return build_comparison(rows, settings.protocol, crop, settings.gop, settings.resamples, evaluations)
+    return build_comparison(rows, settings.protocol, crop, settings.gop, evaluations, settings.claims,
+                            settings.pairs)
+
+
+def compose_teacher_seeds(runs: Sequence[LoadedRun]) -> list[ComposedTeacher]:
+    """The teacher's seeds: runs grouped by seed (as students are), seed j composed of the j-th run of every group
+    (one group: seeds of one run; one run per group: the streams of one teacher)."""
+    groups = group_by_seed(runs, lambda loaded: loaded.config)
+    sizes = {len(group) for group in groups}
+    if len(sizes) != 1:
+        listing = "; ".join(", ".join(loaded.config.name for loaded in group) for group in groups)
+        raise ConfigError(f"the teacher runs group into seeds of unequal counts ({listing}): give every stream "
+                          "run as many seeds")
+    return [compose_teacher([group[seed] for group in groups]) for seed in range(sizes.pop())]
 
 
 def _evaluate(runs: Sequence[LoadedRun], settings: CompareSettings) -> dict[Path, CachedEvaluation]:
@@ -204,14 +222,16 @@ def _profile(model, name: str, crop: int, settings: CompareSettings) -> ModelPro
                          latency=settings.latency)
 
 
-def _teacher_row(teacher: ComposedTeacher, scores: ScoreSet, crop: int, settings: CompareSettings) -> CompareRow:
-    """The teacher's row: one model, its composed per-video correctness."""
-    profile = _profile(teacher.model, teacher.name, crop, settings)
+def _teacher_row(seeds: list[ComposedTeacher], evaluations: dict[Path, CachedEvaluation], reference: ScoreSet,
+                 crop: int, settings: CompareSettings) -> CompareRow:
+    """The teacher's row: one line per teacher seed of its composed per-video correctness, profiled on seed 0."""
+    first = seeds[0]
+    profile = _profile(first.model, first.name, crop, settings)
     streams = ", ".join(f"{m} {b}" for m, b in profile.backbones.items())
-    runs = teacher.runs
-    seeds = [runs[0].config.seed] if len(runs) == 1 else []  # a composed teacher has one seed per stream run
-    return CompareRow("CoViAR teacher", TEACHER_KIND, streams, [teacher.name], seeds,
-                      correct_on(scores, scores)[None, :], profile)
+    correct = np.stack([correct_on(reference, composed_scores(seed, evaluations)) for seed in seeds])
+    numbers = [seed.runs[0].config.seed for seed in seeds] if len(first.runs) == 1 else []  # composed: a seed per run
+    return CompareRow("CoViAR teacher", TEACHER_KIND, streams, [seed.name for seed in seeds], numbers, correct,
+                      profile)
 
 
 def _student_row(group: list[LoadedRun], evaluations: dict[Path, CachedEvaluation], reference: ScoreSet, crop: int,

@@ -16,18 +16,20 @@ import numpy as np
 
 from cvkd.fileio import atomic_write_json, atomic_write_text
 from cvkd.report.compare import Comparison, CompareRow
-from cvkd.report.differences import PairedDifference, format_interval
+from cvkd.report.differences import PairedDifference, format_interval, format_p
 from cvkd.report.cost_accounting import safe_ratio
 from cvkd.report.environment import environment_lines
 from cvkd.report.model_profile import UNIT_NOTE, format_ratio
 from cvkd.report.plots import new_figure, save_figure
 from cvkd.report.variants import FROZEN_MARK
-from cvkd.scores.statistics import EXACT_BELOW, LEVEL, RNG_SEED
+from cvkd.scores.mcnemar import EXACT_BELOW
+from cvkd.scores.statistics import ALPHA, LEVEL, POOLED_T
 
-JSON_FORMAT = "cvkd-compare-1"
+JSON_FORMAT = "cvkd-compare-2"
 CSV_COLUMNS = (
     "variant", "kind", "streams", "runs", "seeds", "n", "top1_mean", "top1_sd", "top1_low95", "top1_high95",
-    "top1_per_run", "delta_vs_teacher", "delta_low95", "delta_high95", "mcnemar_p_vs_teacher", "params_m",
+    "top1_per_run", "delta_vs_teacher", "delta_low95", "delta_high95", "p_vs_teacher", "p_adjusted_vs_teacher",
+    "verdict_vs_teacher", "params_m",
     "params_ratio", "gmacs_per_gop_frame", "gmacs_ratio", "gmacs_per_video", "latency_ms", "latency_ratio",
     "seconds_per_video", "seconds_ratio",
 )
@@ -35,12 +37,15 @@ CSV_COLUMNS = (
 
 def statistics_note(comparison: Comparison) -> str:
     """How the intervals and p-values were computed, in one paragraph."""
-    return (f"{LEVEL * 100:g} % intervals: percentile bootstrap over the {comparison.videos} test videos "
-            f"({comparison.resamples:,} resamples, RNG seed {RNG_SEED}), paired (one draw of videos for both models); "
-            "a row with several seeds also has its seeds resampled (hierarchical: seeds, then videos). McNemar: "
-            f"exact binomial below {EXACT_BELOW} discordant videos, chi-square with continuity correction from "
-            f"{EXACT_BELOW}; with several seeds, one test per pair of runs (seed i with seed i, or a single run with "
-            "each) and the largest p shown. A difference is real only when its interval excludes 0.")
+    return (f"Verdict: {POOLED_T} (each run's top-1 on the {comparison.videos} test videos; seed variance pooled "
+            "over both rows; a row with one run borrows the other row's seed variance; one run on each side is not "
+            f"judged), {LEVEL * 100:g} % t-interval. Each claim's primary comparison is judged at "
+            f"{ALPHA * 100:g} % on its own; every other difference is secondary and is real only when its "
+            "Holm-adjusted p (over all secondary rows) is below "
+            f"{ALPHA * 100:g} %, so a secondary interval that excludes 0 may still be within noise. False-real rate "
+            "measured by simulation: docs/statistics.md. McNemar (where the runs disagree, not the verdict): exact "
+            f"binomial below {EXACT_BELOW} discordant videos, chi-square with continuity correction from "
+            f"{EXACT_BELOW}; one test per pair of runs, the largest p shown.")
 
 
 def _accuracy_cell(row: CompareRow) -> str:
@@ -56,8 +61,7 @@ def _ratio_cell(value: float | None) -> str:
 def _p_cell(difference: PairedDifference) -> str:
     """The largest McNemar p over the pairs of runs, with its method(s): `0.0215 (exact)`."""
     methods = "/".join(sorted({test.method for test in difference.tests}))
-    p = difference.p
-    return f"{'< 0.0001' if p < 1e-4 else f'{p:.3g}'} ({methods})"
+    return f"{format_p(difference.p)} ({methods})"
 
 
 def _discordant_cell(difference: PairedDifference) -> str:
@@ -99,15 +103,18 @@ def _seconds_cells(teacher: float | None, row: float | None) -> list[str]:
 def _differences_table(comparison: Comparison) -> list[str]:
     """One line per paired difference."""
     lines = [
-        "| model | vs | difference (points) | 95 % interval | McNemar p | discordant videos (model / other right) "
-        "| verdict |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| model | vs | role | difference (points) | 95 % t-interval | p | Holm-adjusted p | verdict | McNemar p "
+        "| discordant videos (model / other right) |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for difference in comparison.differences:
+        v = difference.verdict
+        role = f"**primary**: {difference.claim}" if difference.primary else "secondary"
         lines.append("| " + " | ".join([
-            difference.row.variant, difference.baseline.variant, f"{difference.interval.estimate:+.2f}",
-            format_interval(difference.interval), _p_cell(difference), _discordant_cell(difference),
-            difference.words,
+            difference.row.variant, difference.baseline.variant, role, f"{v.estimate:+.2f}",
+            format_interval(v.interval), format_p(v.p), "" if difference.primary else format_p(v.p_adjusted),
+            f"**{difference.words}**" if difference.real else difference.words, _p_cell(difference),
+            _discordant_cell(difference),
         ]) + " |")
     return lines
 
@@ -123,7 +130,8 @@ def format_markdown(comparison: Comparison) -> str:
         "",
         f"Test set: {videos} videos of the {protocol.split} split (one video is {100 / videos:.2f} points). "
         "Top-1: fused accuracy (%); for several seeds of one experiment the mean ± standard deviation (ddof 1) over "
-        "the seeds, with its 95 % interval (bootstrap over seeds and videos).",
+        "the seeds, with its 95 % t-interval over the seeds (a single run: the Wilson interval over its videos, "
+        "which cannot see the seed-to-seed spread).",
         f"Compute: {UNIT_NOTE}, per GOP-weighted frame (I + {comparison.gop - 1} (MV + R)) / {comparison.gop} "
         f"at {comparison.crop}x{comparison.crop}. Ratios: teacher / student.",
         ("Latency: median CPU time of one sample (B=1, S=1: one frame through every stream), "
@@ -138,7 +146,8 @@ def format_markdown(comparison: Comparison) -> str:
         "## Paired differences",
         "",
         "Each student minus the teacher, and minus each simpler baseline (single-teacher KD minus no KD; "
-        "multi-teacher minus no KD and single-teacher KD), in points on the same test videos. "
+        "multi-teacher minus no KD and single-teacher KD), and any pair asked for, in points on the same test "
+        "videos. "
         + statistics_note(comparison),
         "",
         *_differences_table(comparison),
@@ -173,9 +182,11 @@ def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
             "top1_high95": "" if row.interval is None else row.interval.high,
             "top1_per_run": ";".join(f"{value:.4f}" for value in row.top1),
             "delta_vs_teacher": "" if versus is None else versus.interval.estimate,
-            "delta_low95": "" if versus is None else versus.interval.low,
-            "delta_high95": "" if versus is None else versus.interval.high,
-            "mcnemar_p_vs_teacher": "" if versus is None else versus.p,
+            "delta_low95": "" if versus is None else _blank_nan(versus.interval.low),
+            "delta_high95": "" if versus is None else _blank_nan(versus.interval.high),
+            "p_vs_teacher": "" if versus is None else _blank_nan(versus.verdict.p),
+            "p_adjusted_vs_teacher": "" if versus is None else _blank_nan(versus.verdict.p_adjusted),
+            "verdict_vs_teacher": "" if versus is None else versus.words,
             "params_m": row.profile.params_m,
             "params_ratio": ratios["params"], "gmacs_per_gop_frame": row.profile.gmacs_per_gop_frame,
             "gmacs_ratio": ratios["macs_per_gop_frame"],
@@ -185,6 +196,11 @@ def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
             **_seconds_columns(comparison, row),
         })
     return rows
+
+
+def _blank_nan(value: float) -> float | str:
+    """A number, or an empty cell for NaN."""
+    return "" if value != value else value
 
 
 def _seconds_columns(comparison: Comparison, row) -> dict[str, object]:
@@ -223,7 +239,7 @@ def comparison_json(comparison: Comparison) -> dict:
         "format": JSON_FORMAT,
         "protocol": {"split": protocol.split, "segments": protocol.segments, "crops": protocol.crops},
         "videos": comparison.videos, "crop": comparison.crop, "gop": comparison.gop,
-        "statistics": {"level": LEVEL, "resamples": comparison.resamples, "rng_seed": RNG_SEED,
+        "statistics": {"level": LEVEL, "alpha": ALPHA, "method": POOLED_T, "correction": "holm (secondary rows)",
                        "mcnemar_exact_below": EXACT_BELOW, "note": statistics_note(comparison)},
         "rows": rows,
         "differences": [difference.as_dict() for difference in comparison.differences],
@@ -281,10 +297,13 @@ def _bounds(row: CompareRow) -> tuple[float, float]:
 
 
 def _plot_differences(differences: list[PairedDifference], axes) -> None:
-    """Each paired difference as a point with its 95 % interval; real ones (interval excludes 0) in colour."""
+    """Each difference as a point with its 95 % t-interval; real ones (by the verdict, after Holm) in colour."""
     positions = np.arange(len(differences))[::-1]
     for position, difference in zip(positions, differences):
         interval = difference.interval
+        if not difference.verdict.judged:
+            axes.plot(interval.estimate, position, "x", color="tab:gray")
+            continue
         colour = ("tab:green" if interval.estimate > 0 else "tab:red") if difference.real else "tab:gray"
         axes.errorbar(interval.estimate, position, xerr=[[interval.estimate - interval.low],
                                                          [interval.high - interval.estimate]],
@@ -294,7 +313,7 @@ def _plot_differences(differences: list[PairedDifference], axes) -> None:
                     fontsize=6)
     axes.set_xlabel("difference of top-1 (points)")
     axes.grid(axis="x", alpha=0.3)
-    axes.set_title("Paired differences (95 % interval; colour: excludes 0)", fontsize=9)
+    axes.set_title("Differences (95 % t-interval; colour: real by the verdict; x: not judged)", fontsize=9)
 
 
 STUDENT_COLOURS = tuple(f"C{index}" for index in (0, 1, 2, 3, 4, 5, 6, 8, 9))  # matplotlib's cycle without its gray

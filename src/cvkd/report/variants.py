@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from cvkd.config import config_to_dict
+from cvkd.config import config_to_dict, load_config
 from cvkd.engine.teachers import split_spec
-from cvkd.runs.folder import SUMMARY_FILE
+from cvkd.errors import CvkdError
+from cvkd.runs.folder import CONFIG_FILE, SUMMARY_FILE
 from cvkd.runs.schema import RunConfig
 from cvkd.models.registry import MODALITIES
 
@@ -84,13 +86,32 @@ def describe_streams(config: RunConfig) -> str:
 
 
 def seed_free_config(config: RunConfig) -> dict:
-    """The config as plain data without the keys that differ between seeds of one experiment."""
+    """The config as plain data without the keys that differ between seeds of one experiment; a teacher or an init
+    run it names stands for its own seed-free config, so that student seed i taught by teacher seed i shares the
+    row of student seed j taught by teacher seed j."""
     data = config_to_dict(config)
     for key in SEED_FREE_KEYS:
         data.pop(key, None)
     if config.distill.strategy == "none" or not config.distill.teachers:
         data.pop("distill", None)  # a run without teachers: its distillation settings never acted
+    else:
+        data["distill"]["teachers"] = [_run_identity(spec) for spec in config.distill.teachers]
+    data["model"]["init"] = {modality: _run_identity(source) for modality, source in config.model.init.items()}
     return data
+
+
+@lru_cache(maxsize=256)
+def _run_identity(spec: str) -> str:
+    """A run named in a config (`RUN[:output]`) as seeds see it: its seed-free config and output when the run's
+    folder holds a readable config, else the spec itself."""
+    run, output = split_spec(spec)
+    folder = Path(run)
+    folder = folder.parent if folder.suffix == ".pt" else folder
+    try:
+        config = load_config(RunConfig, folder / CONFIG_FILE)
+    except (OSError, CvkdError):
+        return spec
+    return json.dumps([seed_free_config(config), output], sort_keys=True)
 
 
 def group_by_seed(items: Sequence[T], config_of: Callable[[T], RunConfig]) -> list[list[T]]:
