@@ -34,20 +34,23 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    settings = ToyDemo(strategies=("avg_targets", "entropy"), streams=True, shared=True, paper=True)
+    settings = ToyDemo(strategies=("avg_targets", "entropy"), streams=True, shared=True, paper=True, teacher_seeds=2)
     result = run_demo(tmp_path / "demo", settings, progress=False)
+    assert [path.name for path in result.teachers] == ["synth_teachers", "synth_teachers_seed1"]
+    assert "| synth_teachers, synth_teachers_seed1 | 0, 1 |" in result.table  # one teacher row, two seeds
     names = sorted(path.name for path in result.students)
     assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",
                      "synth_compact_streams", "synth_student_mkd", "synth_student_shared"]
-    for run in [result.teacher, *result.students]:
+    for run in [*result.teachers, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
+    assert 'Claim "several teachers teach better than one": KD per output' in result.table
     labels = ("CoViAR teacher", "no KD", "KD (1 teacher: fused)", "avg_targets (4 teachers", "entropy (4 teachers",
               "avg_targets (3 teachers")
     for label in labels:
         assert label in result.table
     assert sorted(path.name for path in result.report) == ["compare.csv", "compare.json", "compare.md", "compare.png",
                                                               "compare_cost.png"]
-    checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [result.teacher, *result.students]}
+    checkpoints = {run: (run / "last.pt").stat().st_mtime_ns for run in [*result.teachers, *result.students]}
 
     again = run_demo(tmp_path / "demo", settings, progress=False)
     assert {run: (run / "last.pt").stat().st_mtime_ns for run in checkpoints} == checkpoints  # nothing retrained
@@ -105,3 +108,35 @@ def test_dkd_warm_up_takes_the_share_of_training_it_has_in_mdistiller():
     config = recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="dkd")
     assert config.optim.epochs == 12 and config.distill.params["warmup_epochs"] == 1
     assert "warmup_epochs" not in recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="camkd").distill.params
+
+
+def test_student_seed_i_learns_from_teacher_seed_i_modulo_the_teacher_seeds():
+    settings = DemoSettings(seeds=5, teacher_seeds=3)
+    runs = Path("demo").resolve() / "runs"
+    assert recipe_config("teachers", Path("demo"), settings, seed=2).name == "synth_teachers_seed2"
+    for seed, teacher in ((0, "synth_teachers"), (2, "synth_teachers_seed2"), (4, "synth_teachers_seed1")):
+        config = recipe_config("student_mkd", Path("demo"), settings, seed=seed)
+        assert {split_spec(spec)[0] for spec in config.distill.teachers} == {str(runs / teacher)}
+        assert set(config.model.init.values()) == {str(runs / teacher)}
+    with pytest.raises(ConfigError, match="teacher seeds"):
+        DemoSettings(teacher_seeds=0)
+
+
+def test_the_ablation_trains_the_four_cells_and_compares_routing_and_the_fused_term_in_each():
+    settings = DemoSettings(ablation=True)
+    assert settings.students() == [("compact_nokd", None), ("compact_kd", None), ("compact_streams", None),
+                                   ("compact_streams_nofused", None), ("compact_mkd_fused", None),
+                                   ("compact_mkd", "avg_targets")]
+    assert settings.pairs() == (("synth_compact_streams", "synth_compact_mkd_fused"),
+                                ("synth_compact_streams_nofused", "synth_compact_mkd"),
+                                ("synth_compact_streams", "synth_compact_streams_nofused"),
+                                ("synth_compact_mkd_fused", "synth_compact_mkd"))
+    claims = [(claim.row, claim.baseline) for claim in settings.claims()]
+    assert claims == [("synth_compact_streams", "synth_compact_kd"), ("synth_compact_streams", "teacher")]
+    cells = {name: recipe_config(name, Path("demo"), settings) for name in ("compact_streams_nofused",
+                                                                             "compact_mkd_fused")}
+    assert cells["compact_streams_nofused"].distill.stream_teachers == {"iframe": ["iframe"], "mv": ["mv"],
+                                                                        "residual": ["residual"]}
+    fused = cells["compact_mkd_fused"].distill.stream_teachers
+    assert fused["fused"] == ["fused"] and fused["mv"] == ["iframe", "mv", "residual", "fused"]
+    assert {config.distill.strategy for config in cells.values()} == {"avg_targets"}

@@ -24,6 +24,7 @@ from cvkd.errors import ConfigError
 from cvkd.recipes import recipe_path
 from cvkd.report.compare import CompareSettings, compare_runs
 from cvkd.report.compare_output import format_markdown, write_outputs
+from cvkd.report.differences import TEACHER, Claim
 
 TEACHERS = "teachers"
 BASELINES = ("compact_nokd", "compact_kd")  # the compact student without distillation and with one teacher
@@ -31,6 +32,14 @@ MULTI_TEACHER = "compact_mkd"  # the compact student taught by every teacher str
 STREAM_STUDENT = "compact_streams"  # the compact student, each stream from its own teacher stream, fused from fused
 SHARED_STUDENT = "student_shared"  # one cnn_tiny trunk reads all three modalities, each head from its own teacher
 PAPER_STUDENT = "student_mkd"  # the paper's student (smaller I-frame net, the teacher's MV / residual nets reused)
+# The 2 x 2 ablation of the per-stream student at one strategy (avg_targets; with one teacher per output it is KD):
+# routing (each stream from its own teacher stream / from all four) x the fused-output term (on / off).
+ABLATION_CELLS = {  # recipe, multi-teacher strategy -> (routing, fused-output term)
+    (STREAM_STUDENT, None): ("per stream", "on"),
+    ("compact_streams_nofused", None): ("per stream", "off"),
+    ("compact_mkd_fused", None): ("every stream", "on"),
+    (MULTI_TEACHER, "avg_targets"): ("every stream", "off"),
+}
 TEST_PROTOCOL = Protocol("test", 5, 1)  # a cheaper test than CoViAR's 25 x 10 keeps the demo in minutes
 
 
@@ -63,8 +72,13 @@ class DemoSettings:
     streams: bool = True  # the compact student taught stream by stream (no cross-modal targets): the best one here
     shared: bool = False  # also train the shared-trunk student (one small network reads all three modalities)
     paper: bool = False  # also train the paper's student (I-frame stream shrunk, MV / residual reused)
+    teacher_seeds: int = 1  # student seed i learns from teacher seed i modulo this
+    profile: str = "split"  # the synthetic benchmark's profile (`cvkd synth --profile`)
+    ablation: bool = False  # also train the other three cells of the routing x fused-term ablation
 
     def __post_init__(self) -> None:
+        if self.seeds < 1 or self.teacher_seeds < 1:
+            raise ConfigError(f"demo seeds ({self.seeds}) and teacher seeds ({self.teacher_seeds}) must be >= 1")
         multi_teacher = [name for name in available_strategies() if name not in ("none", "kd")]
         unknown = [name for name in self.strategies if name not in multi_teacher]
         if unknown or len(set(self.strategies)) != len(self.strategies):
@@ -73,9 +87,35 @@ class DemoSettings:
 
     def students(self) -> list[tuple[str, str | None]]:
         """(recipe, multi-teacher strategy or None) of every student trained per seed."""
-        students = [(recipe, None) for recipe in BASELINES] + [(MULTI_TEACHER, name) for name in self.strategies]
-        extras = [(STREAM_STUDENT, self.streams), (SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
+        students = [(recipe, None) for recipe in BASELINES]
+        if self.streams or self.ablation:
+            students.append((STREAM_STUDENT, None))
+        students += [(MULTI_TEACHER, name) for name in self.strategies]
+        if self.ablation:
+            students += [cell for cell in ABLATION_CELLS if cell not in students]
+        extras = [(SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
         return students + [(recipe, None) for recipe, wanted in extras if wanted]
+
+    def claims(self) -> tuple[Claim, ...] | None:
+        """The primary comparisons, declared before the runs: the per-stream student against single-teacher KD
+        (several teachers against one) and against the teacher (what compression costs); None without it (compare
+        then takes the first multi-teacher row)."""
+        if not (self.streams or self.ablation):
+            return None
+        streams, single = _run_name(STREAM_STUDENT), _run_name(BASELINES[1])
+        return (Claim("several teachers teach better than one", streams, single),
+                Claim("compression costs little accuracy", streams, TEACHER))
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The ablation's comparisons (secondary, Holm-corrected): routing at each fused-term setting, the fused
+        term at each routing."""
+        if not self.ablation:
+            return ()
+        cells = {value: _run_name(recipe, strategy) for (recipe, strategy), value in ABLATION_CELLS.items()}
+        return ((cells[("per stream", "on")], cells[("every stream", "on")]),
+                (cells[("per stream", "off")], cells[("every stream", "off")]),
+                (cells[("per stream", "on")], cells[("per stream", "off")]),
+                (cells[("every stream", "on")], cells[("every stream", "off")]))
 
     @property
     def benchmark(self) -> BenchmarkSize:
@@ -92,12 +132,26 @@ class DemoSettings:
         return common + ["optim.epochs=5", "optim.lr_steps=[4]", "distill.cache_views=5"]
 
 
+def _run_name(recipe: str, strategy: str | None = None) -> str:
+    """The seed-0 run name of a built-in recipe (with its strategy when it is not the recipe's own)."""
+    config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"))
+    if strategy and strategy != config.distill.strategy:
+        return f"{config.name}_{strategy}"
+    return config.name
+
+
+def teacher_name(base: str, seed: int) -> str:
+    """The teacher's run name for one seed: seed 0 keeps the plain name (a 1-seed demo's teacher is reused)."""
+    return base if seed == 0 else f"{base}_seed{seed}"
+
+
 @dataclass
 class DemoResult:
     """Where the demo put things, and how long each step took."""
 
     data: Path
     teacher: Path
+    teachers: list[Path] = field(default_factory=list)  # every teacher seed's run
     students: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     table: str = ""
@@ -108,7 +162,8 @@ class DemoResult:
 def recipe_config(
     recipe: str, out: Path, settings: DemoSettings, seed: int = 0, strategy: str | None = None
 ) -> RunConfig:
-    """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed, strategy."""
+    """A built-in synthetic recipe pointed at the demo folder: data, run folder, teacher paths, seed, strategy; a
+    student's teachers (and reused streams) are teacher seed `seed % settings.teacher_seeds`."""
     out = Path(out).resolve()  # runs record their data folder: absolute, so they still find it from another cwd
     runs = out / "runs"
     config = load_config(RunConfig, recipe_path(f"synthetic/{recipe}.yaml"), settings.overrides(recipe))
@@ -121,17 +176,19 @@ def recipe_config(
     if config.distill.strategy in WARMED_UP_STRATEGIES and "warmup_epochs" not in config.distill.params:
         # 20 warm-up epochs belong to mdistiller's 240: a 12-epoch run would never give DKD its full weight
         config.distill.params["warmup_epochs"] = scaled_warmup(config.optim.epochs)
-    if seed > 0 and recipe != TEACHERS:  # seed 0 keeps the plain name: `--seeds 3` after a 1-seed demo reuses its runs
-        config.name = f"{config.name}_seed{seed}"
-    config.model.init = {m: str(runs / Path(source).name) for m, source in config.model.init.items()}
-    config.distill.teachers = [_relocate(spec, runs) for spec in config.distill.teachers]
+    if seed > 0:  # seed 0 keeps the plain name: `--seeds 3` after a 1-seed demo reuses its runs
+        config.name = teacher_name(config.name, seed) if recipe == TEACHERS else f"{config.name}_seed{seed}"
+    teacher_seed = seed % settings.teacher_seeds
+    config.model.init = {m: str(runs / teacher_name(Path(source).name, teacher_seed))
+                         for m, source in config.model.init.items()}
+    config.distill.teachers = [_relocate(spec, runs, teacher_seed) for spec in config.distill.teachers]
     return config
 
 
-def _relocate(spec: str, runs: Path) -> str:
-    """Point a recipe's teacher spec (`runs/NAME[:output]`) at the demo's run folder."""
+def _relocate(spec: str, runs: Path, teacher_seed: int) -> str:
+    """Point a recipe's teacher spec (`runs/NAME[:output]`) at one teacher seed's run in the demo's run folder."""
     run, output = split_spec(spec)
-    relocated = str(runs / Path(run).name)
+    relocated = str(runs / teacher_name(Path(run).name, teacher_seed))
     return f"{relocated}:{output}" if output else relocated
 
 
@@ -144,16 +201,19 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
     say(f"[1/4] synthetic benchmark -> {result.data}")
     size = settings.benchmark
     generate_synthetic(result.data, classes=size.classes, videos_per_class=size.videos_per_class, seed=0,
-                       progress=progress, val_per_class=size.val, test_per_class=size.test)
+                       progress=progress, val_per_class=size.val, test_per_class=size.test, profile=settings.profile)
     result.data_digest = dataset_digest(result.data)
-    say(f"      data digest {result.data_digest[:16]} ({size.classes} classes; per class {size.train} train, "
-        f"{size.val} val, {size.test} test videos)")
+    say(f"      data digest {result.data_digest[:16]} (profile {settings.profile}; {size.classes} classes; per class "
+        f"{size.train} train, {size.val} val, {size.test} test videos)")
     result.seconds["data"] = time.perf_counter() - started
 
     teacher_config = recipe_config(TEACHERS, out, settings)
     result.teacher = Path(teacher_config.output_dir) / teacher_config.name
-    say(f"[2/4] teachers {dict(teacher_config.model.streams)} -> {result.teacher}")
-    _train_or_reuse(teacher_config, progress)
+    say(f"[2/4] teachers {dict(teacher_config.model.streams)} x {settings.teacher_seeds} seed(s) -> {result.teacher}")
+    for seed in range(settings.teacher_seeds):
+        config = recipe_config(TEACHERS, out, settings, seed)
+        _train_or_reuse(config, progress)
+        result.teachers.append(Path(config.output_dir) / config.name)
     result.seconds["teachers"] = time.perf_counter() - started - sum(result.seconds.values())
 
     students = [recipe_config(recipe, out, settings, 0, strategy).name for recipe, strategy in settings.students()]
@@ -167,8 +227,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
 
     say(f"[4/4] test ({TEST_PROTOCOL.segments} segments x {TEST_PROTOCOL.crops} crop) and compare -> {out / 'report'}")
     comparison = compare_runs(
-        [str(run) for run in result.students], [str(result.teacher)],
-        CompareSettings(protocol=TEST_PROTOCOL, data_root=str(result.data), progress=progress, device="cpu"),
+        [str(run) for run in result.students], [str(run) for run in result.teachers],
+        CompareSettings(protocol=TEST_PROTOCOL, data_root=str(result.data), progress=progress, device="cpu",
+                        claims=settings.claims(), pairs=settings.pairs()),
     )
     result.table = format_markdown(comparison)
     result.report = write_outputs(comparison, out / "report")

@@ -15,6 +15,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("cvkd-demo"), help="output folder (default ./cvkd-demo)")
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run (a few minutes on 2 CPU cores)")
     parser.add_argument("--seeds", type=int, default=1, help="train each student with this many seeds (default 1)")
+    parser.add_argument("--teacher-seeds", type=int, default=1,
+                        help="train the teacher with this many seeds; student seed i learns from teacher seed i "
+                             "modulo this (default 1)")
+    parser.add_argument("--profile", default="split", choices=("split", "realistic"),
+                        help="synthetic benchmark profile (docs/synthetic.md): split (each class pair split by a cue "
+                             "one stream sees; default) or realistic (every stream sees every class to a degree)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also train the routing x fused-term ablation of the per-stream student (2 x 2 at "
+                             "avg_targets) and compare its cells")
     parser.add_argument("--strategies", default="",
                         help="comma-separated multi-teacher strategies: one more compact student each, every stream "
                              "taught by all four teachers (default none; e.g. avg_targets,camkd,aekd,dkd)")
@@ -35,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     strategies = tuple(name.strip() for name in args.strategies.split(",") if name.strip())
-    settings = DemoSettings(quick=args.quick, seeds=max(1, args.seeds), strategies=strategies,
-                            streams=args.per_stream, shared=args.shared, paper=args.paper)
+    settings = DemoSettings(quick=args.quick, seeds=args.seeds, strategies=strategies, streams=args.per_stream,
+                            shared=args.shared, paper=args.paper, teacher_seeds=args.teacher_seeds,
+                            profile=args.profile, ablation=args.ablation)
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print("\n" + result.table)
     print(f"demo finished in {time.perf_counter() - started:.0f} s "
