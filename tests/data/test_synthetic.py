@@ -13,7 +13,7 @@ import pytest
 
 from cvkd.cli import main
 from cvkd.data.synthetic import CLASS_CATALOGUE, generate_synthetic, render_clip, video_rng
-from cvkd.data.synthetic_render import Scene, draw_scene, sample_scene
+from cvkd.data.synthetic.render import Scene, draw_scene, sample_scene
 from cvkd.errors import ConfigError, DatasetError
 
 TINY = dict(classes=3, videos_per_class=5, size=(48, 48), frames=13, progress=False)

@@ -6,8 +6,8 @@ import argparse
 
 from cvkd.codec.encode import parse_size
 from cvkd.data.synthetic import (
-    CLASS_CATALOGUE, CODECS, DEFAULT_CLASSES, DEFAULT_FRAMES, DEFAULT_Q, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_VIDEOS_PER_CLASS,
-    generate_synthetic,
+    CLASS_CATALOGUE, CODECS, DEFAULT_CLASSES, DEFAULT_FRAMES, DEFAULT_PROFILE, DEFAULT_Q, DEFAULT_SEED, DEFAULT_SIZE,
+    DEFAULT_VIDEOS_PER_CLASS, PROFILES, generate_synthetic,
 )
 from cvkd.errors import ConfigError
 
@@ -39,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--codec", choices=CODECS, default="mpeg4",
                         help="mpeg4 (default: CoViAR's representation) or h264 (libx264 at crf 23 with its default "
                         "B-frames and 3 references, GOP 12: the kind of file users have, read natively)")
+    parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE,
+                        help="which benchmark: " + "; ".join(f"{name}: {profile.summary}" for name, profile in
+                                                            PROFILES.items())
+                        + " (default %(default)s; docs/synthetic.md)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="re-render every video, replacing what exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         args.out, classes=args.classes, videos_per_class=args.videos_per_class, size=size, frames=args.frames,
         seed=args.seed, workers=args.workers, force=args.force, progress=not args.quiet, q=args.q,
         val_per_class=args.val_per_class, test_per_class=args.test_per_class, codec=args.codec,
+        profile=args.profile,
     )
     splits = ", ".join(f"{count} {split}" for split, count in summary.split_sizes.items())
     print(f"{summary.out}: {len(summary.class_names)} classes, {summary.videos_written} videos written, "

@@ -1,4 +1,6 @@
-"""The synthetic benchmark's classes, written as data: one `ClassSpec` per (appearance, motion) pair.
+"""The synthetic benchmark's classes, written as data: one `ClassSpec` per class, one `Look` per appearance.
+
+This is the `split` profile's catalogue (profiles.py lists the others).
 
 Classes come in pairs that share everything but one cue, so that no single CoViAR stream separates them all:
 an I-frame sees the shape but not where it goes, the motion vectors see where it goes but hardly its shape, and
@@ -19,6 +21,7 @@ SHAPES = ("disc", "square", "triangle", "ring", "bar")
 OBJECT_TEXTURES = ("grating", "checker", "blobs")
 
 Range = tuple[float, float]
+Tint = tuple[float, float, float]  # RGB in 0..1 that a random colour is pulled towards
 
 _STILL: Range = (0.0, 0.0)
 _DRIFT: Range = (0.0, 0.35)  # a slow wander in a random direction, so that "not moving" is never pixel-exact
@@ -47,6 +50,54 @@ class ClassSpec:
             low, high = getattr(self, field_name)
             if low > high:
                 raise ValueError(f"class {self.name}: {field_name} range {low}..{high} is reversed")
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a clip looks: the main object's shape, tint and texture, and its background (None: random per video)."""
+
+    shape: str
+    tint: Tint
+    texture: str
+    background: str | None = None  # background texture kind
+    background_tint: Tint | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"look: unknown shape {self.shape!r}, expected one of {SHAPES}")
+        for kind in (self.texture, self.background or OBJECT_TEXTURES[0]):
+            if kind not in OBJECT_TEXTURES:
+                raise ValueError(f"look: unknown texture {kind!r}, expected one of {OBJECT_TEXTURES}")
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How often a video borrows the cues of another class (drawn per video; the three events exclude each other)."""
+
+    look: float = 0.0  # its look only: the I-frame is misled, motion can still tell
+    motion: float = 0.0  # its motion only (direction, speed, spin, zoom, sway, blink): the look still tells
+    both: float = 0.0  # look and motion of one other class: a video that looks and moves like another class
+
+    def __post_init__(self) -> None:
+        if min(self.look, self.motion, self.both) < 0 or self.look + self.motion + self.both > 1:
+            raise ValueError(f"mix: probabilities must be >= 0 and sum to <= 1, got {self}")
+
+    @property
+    def any(self) -> bool:
+        """Whether any video borrows anything."""
+        return self.look + self.motion + self.both > 0
+
+
+# In the split profile the main object's look goes with its shape (as an action's look goes with its objects), so
+# the I-frame stream has a learnable appearance cue even from a few hundred clips trained from scratch; the
+# background is random.
+SHAPE_LOOKS: dict[str, Look] = {
+    "disc": Look("disc", (1.0, 0.3, 0.2), "grating"),
+    "square": Look("square", (0.2, 0.5, 1.0), "checker"),
+    "triangle": Look("triangle", (0.3, 1.0, 0.3), "blobs"),
+    "ring": Look("ring", (1.0, 0.9, 0.2), "grating"),
+    "bar": Look("bar", (0.8, 0.3, 1.0), "checker"),
+}
 
 
 CLASS_CATALOGUE: tuple[ClassSpec, ...] = (

@@ -29,16 +29,12 @@ import av
 import numpy as np
 
 from cvkd.codec.encode import EncodeSettings, encode_rgb_frames
-from cvkd.data.synthetic_catalogue import CLASS_CATALOGUE, DEFAULT_CLASSES, ClassSpec
-from cvkd.data.synthetic_render import Scene, draw_scene, render_clip, sample_scene
+from cvkd.data.synthetic.catalogue import DEFAULT_CLASSES, ClassSpec
+from cvkd.data.synthetic.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile, sample_video_scene
+from cvkd.data.synthetic.render import Scene, draw_scene
 from cvkd.errors import ConfigError, DatasetError
 from cvkd.fileio import atomic_path, atomic_write_json, atomic_write_text
 from cvkd.parallel import pool_map
-
-__all__ = [
-    "CLASS_CATALOGUE", "ClassSpec", "SynthSettings", "SynthSummary", "encode_h264", "generate_synthetic", "render_clip",
-    "render_video", "split_of", "video_relpath", "video_rng",
-]
 
 GOP = 12
 FPS = 25
@@ -70,11 +66,13 @@ class SynthSettings:
     val_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
     test_per_class: int | None = None  # None: 20 % of videos_per_class (rounded half up)
     codec: str = "mpeg4"  # one of CODECS; q applies to mpeg4 only (h264 uses H264_CRF)
+    profile: str = DEFAULT_PROFILE  # one of PROFILES
 
     def __post_init__(self) -> None:
+        catalogue = get_profile(self.profile).catalogue
         checks = (
-            ("classes", 1 <= self.classes <= len(CLASS_CATALOGUE),
-             f"must be 1..{len(CLASS_CATALOGUE)} (the catalogue's size), got {self.classes}"),
+            ("classes", 1 <= self.classes <= len(catalogue),
+             f"must be 1..{len(catalogue)} (the catalogue's size), got {self.classes}"),
             ("videos_per_class", self.videos_per_class >= 1, f"must be >= 1, got {self.videos_per_class}"),
             ("size", len(self.size) == 2 and all(side >= MIN_SIDE and side % 16 == 0 for side in self.size),
              f"width and height must be multiples of 16 and at least {MIN_SIDE}, got {_size_text(self.size)}"),
@@ -101,9 +99,14 @@ class SynthSettings:
         return {"train": self.videos_per_class - val - test, "val": val, "test": test}
 
     @property
+    def profile_spec(self) -> Profile:
+        """The benchmark profile these settings draw from."""
+        return get_profile(self.profile)
+
+    @property
     def specs(self) -> tuple[ClassSpec, ...]:
         """The catalogue entries in use, in label order."""
-        return CLASS_CATALOGUE[: self.classes]
+        return self.profile_spec.catalogue[: self.classes]
 
     def as_json(self) -> dict[str, Any]:
         """The settings as JSON data, with the fixed encoding parameters and the renderer version."""
@@ -112,6 +115,7 @@ class SynthSettings:
             "height": self.size[1], "frames": self.frames, "seed": self.seed, "q": self.q, "gop": GOP, "fps": FPS,
             "renderer_version": RENDERER_VERSION, "split_per_class": self.split_sizes(),
             **({} if self.codec == "mpeg4" else {"codec": self.codec, "crf": H264_CRF}),  # MPEG-4 manifests unchanged
+            **({} if self.profile == DEFAULT_PROFILE else {"profile": self.profile}),  # split manifests unchanged
         }
 
 
@@ -152,7 +156,8 @@ def split_of(video_index: int, settings: SynthSettings) -> str:
 def render_video(settings: SynthSettings, class_index: int, video_index: int) -> tuple[Scene, np.ndarray]:
     """The scene and (F, H, W, 3) uint8 frames of one video of the benchmark."""
     rng = video_rng(settings.seed, class_index, video_index)
-    scene = sample_scene(settings.specs[class_index], rng, settings.size, settings.frames)
+    _, scene = sample_video_scene(settings.profile_spec, settings.classes, class_index, rng, settings.size,
+                                  settings.frames)
     return scene, draw_scene(scene)
 
 
@@ -205,11 +210,17 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
 
 def _manifest(settings: SynthSettings) -> dict[str, Any]:
     sizes = settings.split_sizes()
+    profile = settings.profile_spec
+    looks = {} if profile.looks is None else {  # the split profile's manifest is as it always was
+        "looks": [dataclasses.asdict(look) for look in profile.looks[: settings.classes]],
+        "mix": dataclasses.asdict(profile.mix),
+    }
     return {
         "generator": "cvkd synth",
         "settings": settings.as_json(),
         "class_names": [spec.name for spec in settings.specs],
         "catalogue": [dataclasses.asdict(spec) for spec in settings.specs],
+        **looks,
         "split_sizes": {split: count * settings.classes for split, count in sizes.items()},
     }
 
@@ -226,8 +237,9 @@ def _claim_directory(out: Path, settings: SynthSettings, force: bool) -> None:
         except (ValueError, KeyError, TypeError):
             found = {}
         if found != wanted and not force:
-            changed = ", ".join(f"{key} {found.get(key)} -> {value}" for key, value in wanted.items()
-                                if found.get(key) != value)
+            implicit = {"codec": "mpeg4", "profile": DEFAULT_PROFILE}  # settings a manifest leaves out at their default
+            changed = ", ".join(f"{key} {found.get(key, implicit.get(key))} -> {wanted.get(key, implicit.get(key))}"
+                                for key in dict.fromkeys([*wanted, *found]) if found.get(key) != wanted.get(key))
             raise DatasetError(f"{manifest_path}: holds a dataset made with other settings ({changed}); "
                                "pass --force to replace it or choose another directory")
     elif (out / "videos").is_dir() and any((out / "videos").iterdir()) and not force:
@@ -237,7 +249,7 @@ def _claim_directory(out: Path, settings: SynthSettings, force: bool) -> None:
 
 def _tidy_videos(out: Path, expected: set[Path], remove_unexpected: bool) -> None:
     """Delete temporary files left by an interrupted run and, if asked, benchmark videos outside `expected`."""
-    for spec in CLASS_CATALOGUE:
+    for spec in {spec.name: spec for profile in PROFILES.values() for spec in profile.catalogue}.values():
         folder = out / "videos" / spec.name
         if not folder.is_dir():
             continue
@@ -266,7 +278,7 @@ def _write_lists(out: Path, settings: SynthSettings) -> None:
 
 def write_contact_sheet(path: str | os.PathLike, settings: SynthSettings) -> None:
     """Render videos 0 and 1 of every class and save the contact sheet PNG at `path`."""
-    from cvkd.data.synthetic_sheet import SheetRow, save_contact_sheet  # matplotlib only where it draws
+    from cvkd.data.synthetic.sheet import SheetRow, save_contact_sheet  # matplotlib only where it draws
 
     rows = []
     for class_index, spec in enumerate(settings.specs):
@@ -290,11 +302,13 @@ def generate_synthetic(
     val_per_class: int | None = None,
     test_per_class: int | None = None,
     codec: str = "mpeg4",
+    profile: str = DEFAULT_PROFILE,
 ) -> SynthSummary:
-    """Generate the benchmark under `out` (size is (width, height)); existing videos are kept unless `force`."""
+    """Generate the benchmark of `profile` under `out` (size is (width, height)); existing videos are kept unless
+    `force`."""
     started = time.perf_counter()
     settings = SynthSettings(classes, videos_per_class, tuple(size), frames, seed, q, val_per_class, test_per_class,
-                             codec)
+                             codec, profile)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"synth workers: must be >= 1, got {workers}")

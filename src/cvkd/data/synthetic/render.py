@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from cvkd.data.synthetic_catalogue import OBJECT_TEXTURES, SHAPES, ClassSpec
+from cvkd.data.synthetic.catalogue import OBJECT_TEXTURES, SHAPE_LOOKS, SHAPES, ClassSpec, Look
 
 # ---------------------------------------------------------------- shapes
 # Each shape has radius ~1 and about the area of the unit disc, so size alone never tells shapes apart.
@@ -164,14 +164,6 @@ MAX_ZOOM_FACTOR = 2.5  # over the whole clip, whatever its length
 LIGHTING_DRIFT = 0.08  # global gain goes linearly from 1-d to 1+d over the clip, |d| <= this
 NOISE_SIGMA = (0.5, 2.5)
 
-# The main object's texture goes with its shape (as an action's look goes with its objects and scene), so the
-# I-frame stream has a learnable appearance cue even from a few hundred clips trained from scratch.
-SHAPE_TEXTURE = {"disc": "grating", "square": "checker", "triangle": "blobs", "ring": "grating", "bar": "checker"}
-SHAPE_TINT = {  # and so does its colour, loosely (random colours pulled towards a tint)
-    "disc": (1.0, 0.3, 0.2), "square": (0.2, 0.5, 1.0), "triangle": (0.3, 1.0, 0.3), "ring": (1.0, 0.9, 0.2),
-    "bar": (0.8, 0.3, 1.0),
-}
-
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -237,15 +229,23 @@ def sample_layer(
     )
 
 
-def sample_scene(spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int) -> Scene:
-    """Draw every random choice of one clip of class `spec` at `size` (width, height) with `frames` frames."""
+def sample_scene(
+    spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int, look: Look | None = None
+) -> Scene:
+    """Draw every random choice of one clip of class `spec` at `size` (width, height) with `frames` frames.
+
+    The main object takes the shape and look of `look`, or by default the look that goes with the shape of `spec`
+    (SHAPE_LOOKS); `spec` gives its motion.
+    """
+    look = SHAPE_LOOKS[spec.shape] if look is None else look
     short_side = min(size)
     pan_angle = rng.uniform(0.0, 2 * math.pi)
     pan_velocity = rng.uniform(*PAN_SPEED) * np.array([math.cos(pan_angle), math.sin(pan_angle)])
     background_luma = rng.uniform(*BACKGROUND_LUMA)
-    background_colour = _colour_with_luma(rng, background_luma)
+    background_colour = _colour_with_luma(rng, background_luma, look.background_tint)
     background_period = (BACKGROUND_PERIOD[0] * short_side, BACKGROUND_PERIOD[1] * short_side)
-    background_texture = sample_texture(rng, str(rng.choice(OBJECT_TEXTURES)), background_period)
+    background_kind = str(rng.choice(OBJECT_TEXTURES)) if look.background is None else look.background
+    background_texture = sample_texture(rng, background_kind, background_period)
     main_radius = rng.uniform(*MAIN_RADIUS) * short_side
     layers = []
     for _ in range(int(rng.integers(0, MAX_DISTRACTORS + 1))):
@@ -256,9 +256,8 @@ def sample_scene(spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int
             str(rng.choice(("flat",) + OBJECT_TEXTURES)),
         ))
     layers.append(sample_layer(
-        spec, rng, size, frames, pan_velocity, main_radius,
-        _colour_with_luma(rng, _contrasting_luma(rng, background_luma), SHAPE_TINT[spec.shape]),
-        SHAPE_TEXTURE[spec.shape],
+        dataclasses.replace(spec, shape=look.shape), rng, size, frames, pan_velocity, main_radius,
+        _colour_with_luma(rng, _contrasting_luma(rng, background_luma), look.tint), look.texture,
     ))
     t = np.arange(frames, dtype=np.float64)
     lighting = 1.0 + rng.uniform(-LIGHTING_DRIFT, LIGHTING_DRIFT) * (t / max(frames - 1, 1) - 0.5) * 2
@@ -311,6 +310,8 @@ def draw_scene(scene: Scene) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def render_clip(spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int) -> np.ndarray:
+def render_clip(
+    spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int, look: Look | None = None
+) -> np.ndarray:
     """Render one clip of class `spec`: (frames, height, width, 3) uint8 RGB, `size` given as (width, height)."""
-    return draw_scene(sample_scene(spec, rng, size, frames))
+    return draw_scene(sample_scene(spec, rng, size, frames, look))

@@ -1,0 +1,62 @@
+"""The `realistic` profile's tables: every class has its own look and its own motion, and nuisances blur both.
+
+Real action classes differ in everything at once (objects, scene, motion), and each cue is imperfect: an I-frame
+alone recognises most actions, motion and residual fewer. Here each class has a `Look` (shape, tint, texture,
+background kind and tint) and a motion signature (`ClassSpec`: direction, speed, spin, zoom, sway, blink), both
+distinct from every other class's; the motion ranges of some classes overlap, blinking varies from faint to strong,
+and `REALISTIC_MIX` makes some videos borrow another class's look, motion or both (profiles.py draws them).
+
+As in the split profile, no class depends on left versus right or on the sense of rotation (training flips frames).
+"""
+
+from __future__ import annotations
+
+from cvkd.data.synthetic.catalogue import ClassSpec, Look, Mix, Tint
+
+# Object tints and scene contexts (background texture kind, background tint): names keep the table readable.
+TINTS: dict[str, Tint] = {
+    "red": (1.0, 0.25, 0.2), "orange": (1.0, 0.6, 0.15), "yellow": (1.0, 0.9, 0.2), "green": (0.3, 1.0, 0.3),
+    "cyan": (0.2, 0.9, 1.0), "blue": (0.2, 0.45, 1.0), "purple": (0.7, 0.3, 1.0), "pink": (1.0, 0.45, 0.8),
+}
+SCENES: dict[str, tuple[str, Tint]] = {
+    "field": ("blobs", (0.45, 0.75, 0.35)), "court": ("checker", (0.85, 0.6, 0.4)),
+    "water": ("grating", (0.35, 0.55, 0.9)), "hall": ("checker", (0.6, 0.55, 0.7)),
+}
+
+_UP, _DOWN = 90.0, -90.0
+
+# name, what it does, (shape, tint, object texture, scene), motion (ClassSpec keywords; no direction: a random one per video)
+_TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
+    ("disc_rise", "rises", ("disc", "red", "grating", "field"), dict(direction=_UP, speed=(0.9, 1.6))),
+    ("square_fall", "falls", ("square", "blue", "checker", "court"), dict(direction=_DOWN, speed=(0.9, 1.6))),
+    ("triangle_whirl", "drifts and spins", ("triangle", "green", "blobs", "water"), dict(spin=(4.0, 8.0))),
+    ("ring_flash", "drifts and blinks", ("ring", "yellow", "grating", "hall"), dict(blink=(0.15, 0.5))),
+    ("bar_swell", "drifts and grows", ("bar", "purple", "checker", "field"), dict(zoom=(0.01, 0.025))),
+    ("disc_swing", "sways left and right", ("disc", "cyan", "blobs", "court"), dict(sway=(5.0, 10.0))),
+    ("square_climb", "rises slowly", ("square", "orange", "grating", "water"), dict(direction=_UP, speed=(0.45, 1.1))),
+    ("triangle_sink", "sinks slowly", ("triangle", "pink", "checker", "hall"), dict(direction=_DOWN, speed=(0.45, 1.1))),
+    ("ring_roam", "roams in any direction", ("ring", "green", "blobs", "court"), dict(speed=(0.5, 1.1))),
+    ("bar_fade", "drifts and shrinks", ("bar", "yellow", "grating", "water"), dict(zoom=(-0.025, -0.01))),
+    ("disc_pulse", "sways a little and blinks", ("disc", "purple", "checker", "hall"), dict(blink=(0.1, 0.4), sway=(3.0, 7.0))),
+    ("square_turn", "drifts and turns slowly", ("square", "red", "blobs", "field"), dict(spin=(2.0, 5.0))),
+    ("triangle_hop", "rises and blinks", ("triangle", "orange", "grating", "court"),
+     dict(direction=_UP, speed=(0.6, 1.3), blink=(0.1, 0.35))),
+    ("ring_rest", "drifts", ("ring", "pink", "checker", "water"), dict()),
+    ("bar_drop", "falls and turns", ("bar", "cyan", "blobs", "hall"), dict(direction=_DOWN, speed=(0.6, 1.3), spin=(2.0, 5.0))),
+    ("disc_grow", "drifts, grows and blinks faintly", ("disc", "blue", "grating", "water"), dict(zoom=(0.008, 0.02), blink=(0.1, 0.3))),
+)
+
+
+def _look(shape: str, tint: str, texture: str, scene: str) -> Look:
+    background, background_tint = SCENES[scene]
+    return Look(shape, TINTS[tint], texture, background, background_tint)
+
+
+REALISTIC_CATALOGUE: tuple[ClassSpec, ...] = tuple(
+    ClassSpec(name, look[0], f"{look[1]} {look[0]} {verb} ({look[3]})", **motion)
+    for name, verb, look, motion in _TABLE
+)
+REALISTIC_LOOKS: tuple[Look, ...] = tuple(_look(*look) for _, _, look, _ in _TABLE)
+
+# How often a video borrows another class's look, motion or both (a class chosen uniformly among the others in use).
+REALISTIC_MIX = Mix(look=0.15, motion=0.15, both=0.10)
