@@ -22,7 +22,7 @@ from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
 from cvkd.scores.files import ScoreSet, load_scores, save_scores
-from cvkd.errors import DatasetError
+from cvkd.errors import CheckpointError, DatasetError
 from cvkd.fileio import atomic_write_json
 from cvkd.models.coviar import CoViAR
 
@@ -254,6 +254,12 @@ def _save_evaluation(
                             _loaded_scores=dict(scores))
 
 
+def _plain_file_name(name: object) -> bool:
+    """Whether `name` is one file name in its folder (no separators, no `..`, not absolute)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
+
+
 def read_cached_evaluation(loaded: LoadedRun, protocol: Protocol, data_root: str) -> CachedEvaluation | None:
     """The saved evaluation of `loaded` under `protocol` on `data_root` if it is still valid, else None."""
     path = eval_cache_path(loaded.checkpoint, protocol)
@@ -272,9 +278,14 @@ def read_cached_evaluation(loaded: LoadedRun, protocol: Protocol, data_root: str
         return None
     try:
         metrics = {key: Metrics(**values) for key, values in saved["metrics"].items()}
-        files = {key: path.parent / name for key, name in saved["scores"].items()}
-    except (KeyError, TypeError, AttributeError):
+        names = dict(saved["scores"])
+    except (KeyError, TypeError, AttributeError, ValueError):
         return None
+    outside = [name for name in names.values() if not _plain_file_name(name)]
+    if outside:
+        raise CheckpointError(f"{path}: names the score file {str(outside[0])[:80]!r}, which is not a file of its "
+                              "run folder; refused (delete the file to evaluate again)")
+    files = {key: path.parent / name for key, name in names.items()}
     wanted = set(loaded.model.modalities) | {FUSED}
     if set(metrics) != wanted or set(files) != wanted or not all(file.is_file() for file in files.values()):
         return None
