@@ -34,8 +34,48 @@ BASE_KEY = "base"
 _NO_FILE = "<defaults>"
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file larger than 1 MiB is not a config
+MAX_EXPANDED_NODES = 100_000  # YAML nodes a config may expand to once aliases are followed (alias bombs)
+MAX_ERROR_CHARS = 200  # a YAML problem quoted in an error line is cut to this
+
+
 class _DataLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (plain YAML 1.1 needs a dot: `1.0e-3`)."""
+    """SafeLoader that also reads `1e-3` as a float (plain YAML 1.1 needs a dot: `1.0e-3`) and refuses a document
+    that expands to more than MAX_EXPANDED_NODES nodes once its aliases are followed."""
+
+    def compose_document(self):  # type: ignore[no-untyped-def]
+        """Compose, then count the expanded nodes (linear time: shared nodes are counted once and multiplied)."""
+        node = super().compose_document()
+        if expanded_size(node) > MAX_EXPANDED_NODES:
+            raise yaml.composer.ComposerError(None, None, f"expands to more than {MAX_EXPANDED_NODES:,} values "
+                                              "through its aliases; refused", node.start_mark)
+        return node
+
+
+def expanded_size(node: yaml.Node, memo: dict[int, int] | None = None) -> int:
+    """How many nodes `node` stands for once every alias is expanded (each shared node's size computed once)."""
+    memo = {} if memo is None else memo
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:  # iterative post-order: deep documents cannot exhaust Python's stack here
+        current, ready = stack.pop()
+        if id(current) in memo:
+            continue
+        children = _children(current)
+        if ready or not children:
+            memo[id(current)] = min(1 + sum(memo[id(child)] for child in children), 1 << 62)
+            continue
+        stack.append((current, True))
+        stack.extend((child, False) for child in children if id(child) not in memo)
+    return memo[id(node)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """The child nodes of a sequence or mapping node (keys and values), none for a scalar."""
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 _DataLoader.add_implicit_resolver(
@@ -53,8 +93,11 @@ _DataLoader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML data (safe: no tags, no objects), reading `1e-3` as a float."""
-    return yaml.load(text, Loader=_DataLoader)  # noqa: S506 - _DataLoader is a SafeLoader
+    """Parse YAML data (safe: no tags, no objects), reading `1e-3` as a float; deep nesting is a YAMLError."""
+    try:
+        return yaml.load(text, Loader=_DataLoader)  # noqa: S506 - _DataLoader is a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 # ---------------------------------------------------------------- reading files and overrides
@@ -63,7 +106,13 @@ def parse_yaml(text: str) -> Any:
 def _read_mapping(path: Path) -> dict[str, Any]:
     """Read one YAML file that must hold a mapping (an empty file is an empty mapping)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path}: not a regular file; a config must be a YAML file")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; not a config file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except UnicodeDecodeError as exc:
@@ -85,8 +134,10 @@ def _yaml_error_line(path: Path, exc: yaml.YAMLError) -> str:
     """Render a YAML syntax error as one line: `file:line:column: invalid YAML: problem`."""
     mark = getattr(exc, "problem_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"{where}: invalid YAML: {' '.join(str(problem).split())}"
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if len(problem) > MAX_ERROR_CHARS:
+        problem = problem[:MAX_ERROR_CHARS - 3] + "..."
+    return f"{where}: invalid YAML: {problem}"
 
 
 def _load_with_bases(path: Path, cls: type, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

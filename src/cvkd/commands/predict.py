@@ -9,7 +9,6 @@ import sys
 from cvkd.errors import ConfigError
 
 
-MAX_SEGMENTS = 1000  # test views sampled per video; more than a video's frames are capped to them
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,15 +36,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every video; return 1 if any could not be predicted, else 0."""
+    from cvkd.engine.protocol import check_segments
     from cvkd.inference.onnx_predictor import load_onnx_predictor
     from cvkd.inference.predictor import Prediction, load_torch_predictor, predict_files
     from cvkd.inference.prepare import collect_videos
 
     if args.topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {args.topk}")
-    if not 1 <= args.segments <= MAX_SEGMENTS:
-        problem = f"must be in 1..{MAX_SEGMENTS} (capped at a video's frames), got {args.segments}"
-        raise ConfigError(f"--segments {problem}")
+    check_segments(args.segments)
     collected = collect_videos(args.videos)
     if args.onnx:
         predictor = load_onnx_predictor(args.onnx, args.segments, args.crops)

@@ -35,8 +35,9 @@ def format_metrics_table(metrics: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Test and print the metrics table."""
-    from cvkd.engine.protocol import evaluate_run
+    from cvkd.engine.protocol import check_segments, evaluate_run
 
+    check_segments(args.segments)  # before the run is looked for: a bad option is the first thing to say
     report = evaluate_run(
         args.target, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
         workers=args.workers, save_scores_to=args.save_scores, data_root=args.data_root,

@@ -22,7 +22,7 @@ from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
 from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
 from cvkd.scores.files import ScoreSet, load_scores, save_scores
-from cvkd.errors import CheckpointError, DatasetError
+from cvkd.errors import CheckpointError, ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json
 from cvkd.models.coviar import CoViAR
 
@@ -40,6 +40,15 @@ class EvaluationReport:
     title: str = ""
 
 
+MAX_SEGMENTS = 1000  # test views sampled per video; more than a video's frames are capped to them
+
+
+def check_segments(segments: int) -> None:
+    """Refuse a number of test segments outside 1..MAX_SEGMENTS (one line, naming the option)."""
+    if not isinstance(segments, int) or not 1 <= segments <= MAX_SEGMENTS:
+        raise ConfigError(f"--segments must be in 1..{MAX_SEGMENTS} (capped at a video's frames), got {segments}")
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Which videos and views a test scores: a split, `segments` frames per video and 1 or 10 crops of each."""
@@ -47,6 +56,11 @@ class Protocol:
     split: str = "test"
     segments: int = 25
     crops: int = 10
+
+    def __post_init__(self) -> None:
+        check_segments(self.segments)
+        if self.crops not in (1, 10):
+            raise ConfigError(f"--crops must be 1 or 10, got {self.crops}")
 
     @property
     def tag(self) -> str:
