@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cvkd.errors import CvkdError
+from cvkd.errors import CvkdError, OutputError
 
 
 # Write failures caused by the storage rather than by the data: disk full, quota, file size limit, read-only, I/O.
@@ -86,6 +86,16 @@ def write_failure(final: Path, problem: OSError) -> str:
     """One line: `final` could not be written, why, and what is left of it."""
     kept = f"the previous {final.name} is intact" if final.exists() else f"no {final.name} was written"
     return f"{final}: could not be written ({problem.strerror or problem}); {kept}"
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create `folder` (and its parents) if needed; an OutputError line naming it when it cannot be."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+    return folder
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -126,3 +126,12 @@ def test_a_folder_argument_predicts_every_video_inside(tiny_run, make_source_cli
 def test_a_bad_model_argument_is_one_error_line_and_exit_2(tmp_path, source_clips, capsys):
     code, lines, errors = predict_cli(capsys, source_clips["h264"], "--model", tmp_path / "no_run")
     assert code == 2 and lines == [] and len(errors) == 1 and "no_run" in errors[0]
+
+
+@pytest.mark.parametrize("device, words", [("banana", "'banana' is not a device"),
+                                           ("cuda:7", "cuda:7")])
+def test_a_device_this_machine_lacks_is_one_error_line_and_exit_2(tiny_run, source_clips, capsys, device, words):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    code, lines, errors = predict_cli(capsys, source_clips["h264"], "--model", tiny_run.run_dir, "--device", device)
+    assert code == 2 and lines == [] and len(errors) == 1 and words in errors[0] and "Traceback" not in errors[0]

@@ -19,6 +19,9 @@ from cvkd.fileio import atomic_path
 _NO_SCENE_CUT = "1000000000"
 
 
+MAX_SIDE = 4096  # the largest re-encoded side (4K sources fit; FFmpeg refuses absurd sizes with a bare error)
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """What a re-encoded video looks like: CoViAR's defaults are GOP 12, 340x256, quantiser 1."""
@@ -31,8 +34,8 @@ class EncodeSettings:
     def __post_init__(self) -> None:
         if self.gop < 1:
             raise ValueError(f"gop must be >= 1, got {self.gop}")
-        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
-            raise ValueError(f"size must be even and at least 16x16, got {self.width}x{self.height}")
+        if not (16 <= self.width <= MAX_SIDE and 16 <= self.height <= MAX_SIDE) or self.width % 2 or self.height % 2:
+            raise ValueError(f"size must be even, from 16x16 to {MAX_SIDE}x{MAX_SIDE}, got {self.width}x{self.height}")
         if not 1 <= self.q <= 31:
             raise ValueError(f"q must be in 1..31 (MPEG-4 quantiser), got {self.q}")
 

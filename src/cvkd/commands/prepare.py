@@ -50,11 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the dataset folder and print what was done; return 0 when at least one video was prepared."""
+    from cvkd.fileio import make_folder
+
     request = PrepareRequest(
         args.source, args.root, args.out, split=args.split, annotations=args.annotations,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
         settings=encode_settings(args.size, args.gop, args.q), workers=args.workers, shard=parse_shard(args.shard),
     )
+    make_folder(args.out)  # an output folder that cannot exist is one line, not a warning per video
     summary = prepare_dataset(request)
     outcome, prepared = summary.outcome, summary.prepared
     if summary.waiting:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cvkd.runs.validate import check_device
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -33,7 +35,9 @@ class Runtime:
 
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """Resolve 'auto' to this process's CUDA device when there is one, else the CPU."""
+    """Resolve 'auto' to this process's CUDA device when there is one, else the CPU; a name that is no device of this
+    machine (`banana`, `cuda:7` without that GPU) is one ConfigError line."""
+    check_device(name)
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)

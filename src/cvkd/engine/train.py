@@ -37,7 +37,7 @@ from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import validate_run_config
 from cvkd.data.lists import VideoList
 from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from cvkd.fileio import atomic_write_json, atomic_write_text, remove_leftovers
+from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
 CACHE_FILE = "teacher_cache.pt"
@@ -282,7 +282,7 @@ class _Trainer:
         """Train the remaining epochs and return where the run is and how it did."""
         config, parts = self.config, self.parts
         if self.runtime.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            make_folder(self.out)
             if not resume and (self.out / LAST).exists():
                 raise CheckpointError(f"{self.out}: run folder already holds checkpoints; resume it or use another name")
             for name in (LAST, BEST, LOG_FILE, SUMMARY_FILE, CONFIG_FILE):  # debris of writes a kill interrupted
