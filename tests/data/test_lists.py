@@ -310,3 +310,19 @@ def test_hold_out_keeps_groups_together_and_every_class_keeps_a_group(tmp_path, 
         assert target <= count < target + largest  # whole groups until the target is reached
         assert any(kept_label == label for _, kept_label in kept)
     assert hold_out(videos, 0.25, seed=seed) == (kept, held)
+
+
+@pytest.mark.parametrize("row", ["../../x.mp4", "/etc/passwd", "a/../../x.mp4", ".."])
+def test_a_list_row_outside_its_folder_is_refused_with_its_line(tmp_path, row):
+    path = tmp_path / "train.csv"
+    path.write_text(f"path,label\na/ok.mp4,0\n{row},0\n")
+    with pytest.raises(DatasetError, match=rf"train.csv:3: .* is outside the list's folder"):
+        VideoList.csv(path)
+
+
+def test_a_list_whose_header_says_external_path_may_name_videos_anywhere(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("external_path,label\n/data/elsewhere/a.mp4,0\n../b.mp4,1\nc/../d.mp4,1\n")
+    videos = VideoList.csv(path)
+    assert [relative for relative, _ in videos] == ["/data/elsewhere/a.mp4", "../b.mp4", "c/../d.mp4"]
+    assert videos.path(0) == Path("/data/elsewhere/a.mp4")  # an absolute row stays absolute

@@ -380,8 +380,12 @@ def _read_hmdb51_split(path: Path, name: str, label: int, wanted: str) -> Iterat
             yield f"{name}/{parts[0]}", label
 
 
+EXTERNAL_HEADER = "external_path"  # a list whose header says `external_path,label` may name videos anywhere
+
+
 def _read_csv_rows(path: Path) -> list[tuple[int, str, str]]:
-    """(line, path, label text) for every data row of a `path,label` CSV; a `path,label` header is skipped."""
+    """(line, path, label text) for every data row of a `path,label` CSV; a `path,label` header is skipped. Rows must
+    name videos inside the list's folder (relative, no `..` out of it) unless the header is `external_path,label`."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -389,20 +393,40 @@ def _read_csv_rows(path: Path) -> list[tuple[int, str, str]]:
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: cannot read ({error})") from None
     rows = []
+    external = False
     reader = csv_module.reader(io.StringIO(text))
     for fields in reader:
         line = reader.line_num
         if not fields or not "".join(fields).strip():
             continue
         if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-            raise DatasetError(f"{path}:{line}: expected 'path,label', got {','.join(fields)!r}")
+            raise DatasetError(f"{path}:{line}: expected 'path,label', got {','.join(fields)!r:.120}")
         video, label = fields[0].strip(), fields[1].strip()
-        if not rows and (video.lower(), label.lower()) == ("path", "label"):
+        if not rows and label.lower() == "label" and video.lower() in ("path", EXTERNAL_HEADER):
+            external = video.lower() == EXTERNAL_HEADER
             continue
+        if not external and not inside_folder(video):
+            raise DatasetError(f"{path}:{line}: {video[:120]!r} is outside the list's folder; lists name videos "
+                               f"relative to their folder (a header `{EXTERNAL_HEADER},label` allows any path)")
         rows.append((line, video, label))
     if not rows:
         raise DatasetError(f"{path}: no videos listed")
     return rows
+
+
+def inside_folder(relative: str) -> bool:
+    """Whether a list row's path stays inside the list's folder: relative, and no `..` climbs out of it."""
+    if "\0" in relative or os.path.isabs(relative) or relative.startswith(("/", "\\")):
+        return False
+    depth = 0
+    for part in relative.replace("\\", "/").split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return depth > 0
 
 
 def _classes_from_labels(path: Path, rows: list[tuple[int, str, str]]) -> tuple[str, ...]:
