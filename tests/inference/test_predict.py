@@ -103,7 +103,7 @@ def test_an_unreadable_file_is_one_stderr_line_and_the_others_are_still_predicte
     good = source_clips["msmpeg4"]
     code, lines, errors = predict_cli(capsys, garbage, good, tmp_path / "missing.mp4", "--model", tiny_run.run_dir,
                                       "--topk", "2")
-    assert code == 1
+    assert code == 2  # docs/reliability.md: exit 2 when any file failed, like info and extract
     assert len(errors) == 2
     assert errors[0].startswith(f"cvkd predict: {garbage}: ")
     assert errors[1] == f"cvkd predict: {tmp_path / 'missing.mp4'}: no such file"

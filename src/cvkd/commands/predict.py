@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict every video; return 1 if any could not be predicted, else 0."""
+    """Predict every video; return 2 if any could not be predicted (each named on one stderr line), else 0."""
     from cvkd.engine.protocol import check_segments
     from cvkd.inference.onnx_predictor import load_onnx_predictor
     from cvkd.inference.predictor import Prediction, load_torch_predictor, predict_files
@@ -58,4 +58,4 @@ def run(args: argparse.Namespace) -> int:
         else:
             failed += 1
             print(f"cvkd predict: {outcome}", file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    return 2 if failed else 0
