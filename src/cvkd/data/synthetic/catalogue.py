@@ -61,6 +61,7 @@ class Look:
     texture: str
     background: str | None = None  # background texture kind
     background_tint: Tint | None = None
+    spread: float = 0.35  # share of a random colour in the object's and background's colours (the rest is the tint)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

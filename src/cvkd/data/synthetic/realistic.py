@@ -25,38 +25,43 @@ SCENES: dict[str, tuple[str, Tint]] = {
 
 _UP, _DOWN = 90.0, -90.0
 
+# The profile's nuisance knobs (the mix of borrowed cues is REALISTIC_MIX, at the end).
+COLOUR_SPREAD = 0.1  # share of a random colour in an object's or background's colour; the rest is the class tint
+DRIFT = (0.1, 0.4)  # px/frame in a random direction: the speed of classes that name no other
+FLICKER = (0.03, 0.2)  # brightness oscillation of classes that do not blink: blinking is a matter of degree
+
 # name, what it does, (shape, tint, object texture, scene), motion (ClassSpec keywords; no direction: a random one per video)
 _TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
     ("disc_rise", "rises", ("disc", "red", "grating", "field"), dict(direction=_UP, speed=(0.9, 1.6))),
     ("square_fall", "falls", ("square", "blue", "checker", "court"), dict(direction=_DOWN, speed=(0.9, 1.6))),
     ("triangle_whirl", "drifts and spins", ("triangle", "green", "blobs", "water"), dict(spin=(4.0, 8.0))),
     ("ring_flash", "drifts and blinks", ("ring", "yellow", "grating", "hall"), dict(blink=(0.15, 0.5))),
-    ("bar_swell", "drifts and grows", ("bar", "purple", "checker", "field"), dict(zoom=(0.01, 0.025))),
+    ("bar_swell", "drifts and grows", ("bar", "purple", "checker", "field"), dict(zoom=(0.02, 0.035))),
     ("disc_swing", "sways left and right", ("disc", "cyan", "blobs", "court"), dict(sway=(5.0, 10.0))),
     ("square_climb", "rises slowly", ("square", "orange", "grating", "water"), dict(direction=_UP, speed=(0.45, 1.1))),
     ("triangle_sink", "sinks slowly", ("triangle", "pink", "checker", "hall"), dict(direction=_DOWN, speed=(0.45, 1.1))),
-    ("ring_roam", "roams in any direction", ("ring", "green", "blobs", "court"), dict(speed=(0.5, 1.1))),
-    ("bar_fade", "drifts and shrinks", ("bar", "yellow", "grating", "water"), dict(zoom=(-0.025, -0.01))),
+    ("ring_roam", "roams in any direction", ("ring", "green", "blobs", "court"), dict(speed=(0.6, 1.2))),
+    ("bar_fade", "drifts and shrinks", ("bar", "yellow", "grating", "water"), dict(zoom=(-0.035, -0.02))),
     ("disc_pulse", "sways a little and blinks", ("disc", "purple", "checker", "hall"), dict(blink=(0.1, 0.4), sway=(3.0, 7.0))),
     ("square_turn", "drifts and turns slowly", ("square", "red", "blobs", "field"), dict(spin=(2.0, 5.0))),
     ("triangle_hop", "rises and blinks", ("triangle", "orange", "grating", "court"),
      dict(direction=_UP, speed=(0.6, 1.3), blink=(0.1, 0.35))),
     ("ring_rest", "drifts", ("ring", "pink", "checker", "water"), dict()),
     ("bar_drop", "falls and turns", ("bar", "cyan", "blobs", "hall"), dict(direction=_DOWN, speed=(0.6, 1.3), spin=(2.0, 5.0))),
-    ("disc_grow", "drifts, grows and blinks faintly", ("disc", "blue", "grating", "water"), dict(zoom=(0.008, 0.02), blink=(0.1, 0.3))),
+    ("disc_grow", "drifts, grows and blinks faintly", ("disc", "blue", "grating", "water"), dict(zoom=(0.012, 0.025), blink=(0.1, 0.3))),
 )
 
 
 def _look(shape: str, tint: str, texture: str, scene: str) -> Look:
     background, background_tint = SCENES[scene]
-    return Look(shape, TINTS[tint], texture, background, background_tint)
+    return Look(shape, TINTS[tint], texture, background, background_tint, COLOUR_SPREAD)
 
 
 REALISTIC_CATALOGUE: tuple[ClassSpec, ...] = tuple(
-    ClassSpec(name, look[0], f"{look[1]} {look[0]} {verb} ({look[3]})", **motion)
+    ClassSpec(name, look[0], f"{look[1]} {look[0]} {verb} ({look[3]})", **{"speed": DRIFT, "blink": FLICKER, **motion})
     for name, verb, look, motion in _TABLE
 )
 REALISTIC_LOOKS: tuple[Look, ...] = tuple(_look(*look) for _, _, look, _ in _TABLE)
 
 # How often a video borrows another class's look, motion or both (a class chosen uniformly among the others in use).
-REALISTIC_MIX = Mix(look=0.15, motion=0.15, both=0.10)
+REALISTIC_MIX = Mix(look=0.03, motion=0.05, both=0.15)

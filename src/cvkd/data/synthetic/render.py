@@ -167,11 +167,14 @@ NOISE_SIGMA = (0.5, 2.5)
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _colour_with_luma(rng: np.random.Generator, luma: float, tint: tuple[float, float, float] | None = None) -> np.ndarray:
-    """A random saturated RGB colour (0..255) whose luma is about `luma`, leaning towards `tint` if given."""
+def _colour_with_luma(
+    rng: np.random.Generator, luma: float, tint: tuple[float, float, float] | None = None, spread: float = 0.35
+) -> np.ndarray:
+    """A random saturated RGB colour (0..255) whose luma is about `luma`, leaning towards `tint` if given (a share
+    `spread` of it random)."""
     rgb = rng.uniform(0.25, 1.0, 3)
     if tint is not None:
-        rgb = 0.35 * rgb + 0.65 * np.asarray(tint)
+        rgb = spread * rgb + (1.0 - spread) * np.asarray(tint)
     rgb *= luma / float(rgb @ LUMA)
     return np.clip(rgb, 0.0, 255.0).astype(np.float32)
 
@@ -242,7 +245,7 @@ def sample_scene(
     pan_angle = rng.uniform(0.0, 2 * math.pi)
     pan_velocity = rng.uniform(*PAN_SPEED) * np.array([math.cos(pan_angle), math.sin(pan_angle)])
     background_luma = rng.uniform(*BACKGROUND_LUMA)
-    background_colour = _colour_with_luma(rng, background_luma, look.background_tint)
+    background_colour = _colour_with_luma(rng, background_luma, look.background_tint, look.spread)
     background_period = (BACKGROUND_PERIOD[0] * short_side, BACKGROUND_PERIOD[1] * short_side)
     background_kind = str(rng.choice(OBJECT_TEXTURES)) if look.background is None else look.background
     background_texture = sample_texture(rng, background_kind, background_period)
@@ -257,7 +260,7 @@ def sample_scene(
         ))
     layers.append(sample_layer(
         dataclasses.replace(spec, shape=look.shape), rng, size, frames, pan_velocity, main_radius,
-        _colour_with_luma(rng, _contrasting_luma(rng, background_luma), look.tint), look.texture,
+        _colour_with_luma(rng, _contrasting_luma(rng, background_luma), look.tint, look.spread), look.texture,
     ))
     t = np.arange(frames, dtype=np.float64)
     lighting = 1.0 + rng.uniform(-LIGHTING_DRIFT, LIGHTING_DRIFT) * (t / max(frames - 1, 1) - 0.5) * 2
