@@ -46,7 +46,7 @@ def test_top_k_is_the_softmax_of_the_logits_in_descending_order():
 def test_prediction_line_and_json_formats():
     prediction = Prediction("clips/a.avi", top_k(np.log(np.array([1.0, 3.0])), ("walk", "run"), 2), 0.1234)
     assert prediction.to_line() == "clips/a.avi: run 0.75, walk 0.25  (123 ms)"
-    assert prediction.to_json() == {"path": "clips/a.avi", "seconds": 0.1234, "topk": [
+    assert prediction.to_json() == {"path": "clips/a.avi", "seconds": 0.1234, "rotation": 0, "topk": [
         {"label": "run", "probability": pytest.approx(0.75)}, {"label": "walk", "probability": pytest.approx(0.25)}]}
 
 

@@ -10,23 +10,25 @@ import json
 import os
 import stat as statmod
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
 
-from cvkd.codec.vop import last_vop, time_increment_bits, vop_header_is_whole
+from cvkd.codec.vop import last_vop, time_increment_bits, time_resolution, uneven_step, vop_header_is_whole, vop_time
 from cvkd.errors import CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
-_INDEX_VERSION = 3  # 2: MPEG-4 Part 2 with B-frames indexed in display order; 3: truncated files refused
+_INDEX_VERSION = 4  # 2: MPEG-4 Part 2 with B-frames indexed in display order; 3: truncated files refused;
+# 4: misplaced pictures refused (seeks checked, raw packets counted, raw MPEG-4 timing)
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
 _VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
 _PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
 # Container formats that carry no index: their packets have no usable timestamps, so they are read from the start.
 _RAW_FORMATS = {"m4v", "h264", "hevc", "mpegvideo", "rawvideo"}
 _VOL_SEARCH_BYTES = 1 << 16  # how far into a raw MPEG-4 stream its VOL header is looked for
+_VOP_HEAD_BYTES = 16  # bytes of a VOP kept for its time stamp (start code, type, modulo time base, increment)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class VideoIndex:
     pict_types: str  # one letter per frame in display order: I, P, B or S
     frame_pts: tuple[int | None, ...]  # packet timestamp of every frame (None in raw streams)
     gop_starts: tuple[int, ...]  # first frame of every GOP (an I-frame)
+    rotation: int = 0  # display rotation in degrees counter-clockwise (the container's display matrix); frames are
+    # read as stored, unrotated: `info` and `predict` say so
 
     @property
     def num_frames(self) -> int:
@@ -151,17 +155,19 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
     with container:
         stream = first_video_stream(container, path)
         codec = stream.codec_context.name
+        notes = ScanNotes()
         try:
             if codec != "mpeg4":
-                types, pts = _scan_by_decoding(container, stream)
+                types, pts = _scan_by_decoding(container, stream, notes)
             else:
-                types, pts = _scan_mpeg4_packets(container, stream)
+                types, pts = _scan_mpeg4_packets(container, stream, notes)
                 if "B" in types:  # packets come in decode order: B-frames need display order, from a fresh demuxer
                     with open_video(path) as again:
-                        types, pts = _scan_by_decoding(again, first_video_stream(again, path))
+                        types, pts = _scan_by_decoding(again, first_video_stream(again, path), ScanNotes())
         except av.FFmpegError as error:
             raise VideoError(path, f"corrupt video stream ({_short(error)})") from None
         listed = stream.frames  # the container's own index (0 for raw streams and containers without one)
+        rotation = notes.rotation if notes.rotation is not None else _first_frame_rotation(path)
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
@@ -175,9 +181,15 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         raise VideoError(path, f"does not start with an I-frame (first picture type {types[0]!r})")
     if not width or not height:
         raise VideoError(path, "has no frame size")
+    if format_name in _RAW_FORMATS and notes.packets != len(types):
+        raise VideoError(path, f"damaged: its {notes.packets} packets hold {len(types)} pictures, so a picture cannot "
+                               "be found by counting packets (a damaged or headless raw stream?); re-encode it")
     if codec == "mpeg4" and "B" not in types and format_name in _RAW_FORMATS:
         _check_last_gop_decodes(path, types)
+        _check_even_timing(path, notes.vop_heads)
     starts = tuple(i for i, kind in enumerate(types) if kind == "I")
+    if format_name not in _RAW_FORMATS and all(pts[start] is not None for start in starts):
+        _check_seeks_land_where_indexed(path, [(start, pts[start]) for start in starts], notes.keys)
     return VideoIndex(
         path=str(path),
         codec=codec,
@@ -188,6 +200,7 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         pict_types="".join(types),
         frame_pts=tuple(pts),
         gop_starts=starts,
+        rotation=rotation,
     )
 
 
@@ -206,33 +219,118 @@ def first_video_stream(container: av.container.InputContainer, path: str | os.Pa
     return stream
 
 
-def _scan_mpeg4_packets(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
+@dataclass
+class ScanNotes:
+    """What a scan saw beside picture types and timestamps, for the checks that follow it."""
+
+    keys: dict[int, int] = field(default_factory=dict)  # key packets' timestamp -> byte position
+    packets: int = 0  # non-empty packets demuxed
+    vop_heads: list[bytes] = field(default_factory=list)  # MPEG-4: the first bytes of every VOP
+    rotation: int | None = None  # display rotation of the first decoded frame (None: nothing decoded)
+
+    def remember(self, packet: av.Packet) -> bool:
+        """Count a packet and record it if it is a key packet (the first one seen for a timestamp); True."""
+        self.packets += 1
+        if packet.is_keyframe and packet.pts is not None and packet.pos is not None and packet.pos >= 0:
+            self.keys.setdefault(packet.pts, packet.pos)
+        return True
+
+
+def _degrees(frame: av.VideoFrame) -> int:
+    """A decoded frame's display rotation in degrees counter-clockwise, in 0..359 (0 when it has none)."""
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def display_rotation(path: str | os.PathLike) -> int:
+    """A video's display rotation in degrees counter-clockwise (its container's display matrix), from its first
+    decoded frame; 0 when it has none or cannot be decoded."""
+    return _first_frame_rotation(Path(path))
+
+
+def _first_frame_rotation(path: Path) -> int:
+    """Display rotation of a stream scanned without decoding: its first frame decoded once (0 if that fails)."""
+    try:
+        with open_video(path) as container:
+            stream = first_video_stream(container, path)
+            packets = (packet for packet in container.demux(stream) if packet.size)
+            frame = next(iter(decode_packets(packets, stream, path, 0)), None)
+    except (av.FFmpegError, CvkdError):
+        return 0
+    return 0 if frame is None else _degrees(frame)
+
+
+def _check_even_timing(path: Path, heads: list[bytes]) -> None:
+    """A raw MPEG-4 stream has no index: a picture lost from it shifts every later picture by one, silently. Its VOP
+    time increments show the gap: a step other than the stream's usual one is a VideoError (so a raw stream of
+    variable frame rate is refused too: re-encode it into a container)."""
+    with open(path, "rb") as handle:
+        resolution = time_resolution(handle.read(_VOL_SEARCH_BYTES))
+    if resolution is None or len(heads) < 3:
+        return
+    bits = max(1, (resolution - 1).bit_length())
+    times = [vop_time(head, bits) for head in heads]
+    if any(time is None for time in times):
+        return
+    uneven = uneven_step(times, resolution)  # type: ignore[arg-type]
+    if uneven is not None:
+        index, periods = uneven
+        raise VideoError(path, f"damaged: picture {index} comes {periods:.3g} frame periods after the one before "
+                               "(a picture lost, or a variable frame rate?); re-encode it")
+
+
+def _check_seeks_land_where_indexed(path: Path, starts: list[tuple[int, int]], keys: dict[int, int]) -> None:
+    """Seek to every GOP's I-frame as the reader will and check that the first packet is the key packet the scan
+    found at that timestamp (same byte position). A sample table whose timestamps repeat (an `stts` delta of 0)
+    lets a seek land on another GOP's picture, which would be returned as this frame: a VideoError instead."""
+    if not keys:
+        return
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
+        for start, timestamp in starts:
+            container.seek(timestamp, stream=stream, backward=True, any_frame=False)
+            packet = next((packet for packet in container.demux(stream) if packet.size), None)
+            if packet is None or packet.pos is None or packet.pos < 0:
+                continue
+            if keys.get(packet.pts) != packet.pos:
+                raise VideoError(path, f"damaged: seeking to frame {start} lands on another picture (the container's "
+                                       "timestamps repeat or disagree with its sample table); re-encode it")
+
+
+def _scan_mpeg4_packets(
+    container: av.container.InputContainer, stream, notes: ScanNotes
+) -> tuple[list[str], list[int | None]]:
     """Read picture types from the VOP headers of MPEG-4 Part 2 packets, without decoding; a packet the demuxer
-    flags corrupt (its data runs past the end of the file) is a VideoError."""
+    flags corrupt (its data runs past the end of the file) is a VideoError. Packets and VOP heads go into `notes`."""
     types: list[str] = []
     pts: list[int | None] = []
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
+        notes.remember(packet)
         if packet.is_corrupt:
             raise VideoError(container.name, f"damaged: the packet of frame {len(types)} is incomplete (truncated?)")
         payload = bytes(packet)
         offset = payload.find(_VOP_START_CODE)
         while offset >= 0 and offset + 4 < len(payload):
             types.append(_VOP_TYPES[payload[offset + 4] >> 6])
+            notes.vop_heads.append(payload[offset:offset + _VOP_HEAD_BYTES])
             pts.append(packet.pts)
             offset = payload.find(_VOP_START_CODE, offset + 4)
     return types, pts
 
 
-def _scan_by_decoding(container: av.container.InputContainer, stream) -> tuple[list[str], list[int | None]]:
+def _scan_by_decoding(
+    container: av.container.InputContainer, stream, notes: ScanNotes
+) -> tuple[list[str], list[int | None]]:
     """Read picture types of codecs other than MPEG-4 Part 2 by decoding every frame (slower). Codecs without
-    picture types (Cinepak, ...) give "I" for a key frame and "?" for any other."""
+    picture types (Cinepak, ...) give "I" for a key frame and "?" for any other. Packets go into `notes`."""
     stream.thread_type = "AUTO"
     types: list[str] = []
     pts: list[int | None] = []
-    packets = (packet for packet in container.demux(stream) if packet.size)
+    packets = (packet for packet in container.demux(stream) if packet.size and notes.remember(packet))
     for frame in decode_packets(packets, stream, container.name, 0):
+        if notes.rotation is None:
+            notes.rotation = _degrees(frame)
         letter = _PICT_TYPE_LETTERS[int(frame.pict_type)]
         types.append("I" if letter == "?" and frame.key_frame else letter)
         pts.append(frame.pts)

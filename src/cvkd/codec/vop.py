@@ -29,6 +29,13 @@ class _Bits:
 
 def time_increment_bits(payload: bytes) -> int | None:
     """Bits of vop_time_increment, from the first VOL header in `payload` (None when there is none or it is cut)."""
+    resolution = time_resolution(payload)
+    return None if resolution is None else max(1, (resolution - 1).bit_length())
+
+
+def time_resolution(payload: bytes) -> int | None:
+    """vop_time_increment_resolution (ticks per second), from the first VOL header in `payload` (None when there is
+    none or it is cut)."""
     offset = _find_vol(payload)
     if offset < 0:
         return None
@@ -51,7 +58,39 @@ def time_increment_bits(payload: bytes) -> int | None:
     resolution = bits.read(16)
     if None in fields or shape is None or not resolution:
         return None
-    return max(1, (resolution - 1).bit_length())
+    return resolution
+
+
+def vop_time(vop: bytes, increment_bits: int) -> tuple[int, int] | None:
+    """(seconds elapsed since the previous VOP's second, vop_time_increment) of `vop` from its start code on; None
+    when the header is cut before them."""
+    bits = _Bits(vop[4:])
+    if bits.read(2) is None:  # vop_coding_type
+        return None
+    seconds = 0
+    while (bit := bits.read(1)) == 1:  # modulo_time_base
+        seconds += 1
+    marker, increment = bits.read(1), bits.read(increment_bits)
+    if bit is None or marker is None or increment is None:
+        return None
+    return seconds, increment
+
+
+def uneven_step(times: list[tuple[int, int]], resolution: int) -> tuple[int, float] | None:
+    """The first picture (its index, and its step in frame periods) whose vop_time_increment does not advance by the
+    stream's usual step, in a stream without B-frames; None when every step is the same. Steps are taken modulo one
+    second (`resolution` ticks), so the seconds of modulo_time_base and GOV time codes do not enter."""
+    increments = [increment for _, increment in times]
+    steps = [(b - a) % resolution for a, b in zip(increments, increments[1:])]
+    if not steps:
+        return None
+    period = max(set(steps), key=steps.count)
+    if period == 0:
+        return None  # one picture a second (or slower): the increment cannot tell pictures apart
+    for index, step in enumerate(steps, start=1):
+        if step != period:
+            return index, step / period
+    return None
 
 
 def vop_header_is_whole(vop: bytes, increment_bits: int) -> bool:

@@ -37,6 +37,8 @@ def describe(index: VideoIndex) -> str:
         f"{index.path}",
         f"  codec        {index.codec} in {index.container_format}{'' if index.seekable else ' (raw stream: read from the start)'}",
         f"  size         {index.width}x{index.height} @ {index.fps:.3f} fps",
+        *([f"  rotation     {index.rotation} degrees (display matrix); cvkd reads the frames as stored, unrotated"]
+          if index.rotation else []),
         f"  frames       {index.num_frames}",
         f"  GOPs         {index.num_gops} ({gop_summary} frames)",
         f"  GOP starts   {' '.join(map(str, index.gop_starts))}",
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 "path": index.path, "codec": index.codec, "container": index.container_format,
                 "width": index.width, "height": index.height, "fps": index.fps, "frames": index.num_frames,
                 "gop_starts": list(index.gop_starts), "pict_types": index.pict_types, "read": reading_mode(index),
+                "rotation": index.rotation,
             }))
         else:
             print(describe(index))

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"cvkd predict: {problem}", file=sys.stderr, flush=True)
     for outcome in predict_files(predictor, collected.videos, args.topk):
         if isinstance(outcome, Prediction):
+            if outcome.rotation_warning:
+                print(outcome.rotation_warning, file=sys.stderr, flush=True)
             print(json.dumps(outcome.to_json()) if args.json else outcome.to_line(), flush=True)
         else:
             failed += 1

@@ -13,7 +13,7 @@ import torch
 
 from cvkd.runs.folder import load_run
 from cvkd.engine.runtime import select_device
-from cvkd.codec.index import index_video
+from cvkd.codec.index import display_rotation, index_video
 from cvkd.errors import CvkdError, VideoError
 from cvkd.inference.inputs import video_inputs
 from cvkd.inference.prepare import prepare_video
@@ -39,14 +39,24 @@ class Prediction:
     path: str
     topk: tuple[LabelScore, ...]
     seconds: float
+    rotation: int = 0  # the source's display rotation (degrees counter-clockwise); frames were read unrotated
 
     def to_json(self) -> dict:
-        """The prediction as JSON data: path, topk [{label, probability}], seconds."""
+        """The prediction as JSON data: path, topk [{label, probability}], seconds, rotation."""
         return {
             "path": self.path,
             "topk": [{"label": s.label, "probability": s.probability} for s in self.topk],
             "seconds": self.seconds,
+            "rotation": self.rotation,
         }
+
+    @property
+    def rotation_warning(self) -> str | None:
+        """One line when the source asks to be shown rotated, which the model did not see; else None."""
+        if not self.rotation:
+            return None
+        return (f"warning: {self.path}: its display matrix rotates it {self.rotation} degrees; the model saw the "
+                "frames as stored, unrotated")
 
     def to_line(self) -> str:
         """One human-readable line: `path: label1 0.83, label2 0.10  (123 ms)`."""
@@ -73,7 +83,8 @@ class Predictor:
         except VideoError as error:  # name the user's file, not its cached copy
             raise VideoError(path, error.problem) from None
         logits = self.score(inputs)[0]
-        return Prediction(os.fspath(path), top_k(logits, self.spec.class_names, k), time.perf_counter() - started)
+        return Prediction(os.fspath(path), top_k(logits, self.spec.class_names, k), time.perf_counter() - started,
+                          display_rotation(path))
 
 
 def predict_files(
