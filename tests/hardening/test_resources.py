@@ -290,7 +290,7 @@ def test_a_tampered_index_cache_entry_is_rescanned_not_run(tmp_path, clean_clips
     index = index_video(clean_clips["pan.mp4"])
     entry = next((tmp_path / "cache").rglob("*.json"))
     entry.write_bytes(pickle.dumps(_Payload(tmp_path / "marker"), protocol=2))
-    monkeypatch.setattr(index_module, "_memory_cache", {})
+    monkeypatch.setattr(index_module, "_memory_cache", index_module.BoundedCache(8))
 
     assert index_video(clean_clips["pan.mp4"]) == index
     assert json.loads(entry.read_text())["gop_starts"] == [0, 12, 24]
@@ -302,7 +302,7 @@ def test_videos_still_read_when_the_index_cache_cannot_be_written(tmp_path, clea
     from cvkd.codec import index as index_module
 
     monkeypatch.setenv("CVKD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(index_module, "_memory_cache", {})
+    monkeypatch.setattr(index_module, "_memory_cache", index_module.BoundedCache(8))
     monkeypatch.setattr(cvkd.fileio.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
     video = CompressedVideo(clean_clips["square.mp4"])
     assert video.num_frames == 30 and video.load(29, "mv").shape == (48, 64, 2)
@@ -321,3 +321,18 @@ def test_atomic_writes_work_for_names_up_to_the_file_system_limit(tmp_path, leng
     debris.write_text("{")
     assert len(debris.name.encode("utf-8")) <= 255
     assert cvkd.fileio.remove_leftovers(final) == 1 and os.listdir(tmp_path) == [final.name]
+
+
+def test_the_index_memory_cache_is_bounded_and_keeps_the_recently_used():
+    """A Kinetics-sized list must not grow each loader worker's index cache without bound (about 10 kB a video)."""
+    from cvkd.codec.index import BoundedCache
+    cache = BoundedCache(3)
+    for key in "abc":
+        cache[key] = key.upper()
+    assert cache.get("a") == "A"  # a is now the most recent: b goes first
+    cache["d"] = "D"
+    assert len(cache) == 3 and cache.get("b") is None and [cache.get(k) for k in "acd"] == ["A", "C", "D"]
+    big = BoundedCache(100)
+    for number in range(10_000):
+        big[("video", number)] = number
+    assert len(big) == 100 and big.get(("video", 9_999)) == 9_999 and big.get(("video", 0)) is None
