@@ -7,7 +7,7 @@ import os
 import random
 import sys
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,10 @@ class CompressedVideoDataset(Dataset):
 
     `rendering` holds CoViAR's parity switches (MV resize without rescaling, I-frame colour jitter); jitter draws come
     from a generator seeded by (seed, epoch, index) in training and (seed, index) in evaluation, so they too repeat.
+
+    `extra_renderings` maps a name to (rendering, modalities): the item also holds `"<modality>@<name>"`, the same
+    view (frames, crop, flip, jitter draws) rendered that way, e.g. for a teacher trained with other parity switches.
+    A rendering with another `outside` rule reads the video again with that rule.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class CompressedVideoDataset(Dataset):
         cache_size: int = 8,
         bad_videos: str = "raise",
         rendering: Rendering = Rendering(),
+        extra_renderings: Mapping[str, tuple[Rendering, Sequence[str]]] | None = None,
     ) -> None:
         if not modalities:
             raise ValueError("at least one modality is needed")
@@ -85,6 +90,11 @@ class CompressedVideoDataset(Dataset):
         self.cache_size = cache_size
         self.bad_videos = bad_videos
         self.rendering = rendering
+        self.extra_renderings = {name: (extra, tuple(chosen)) for name, (extra, chosen) in (extra_renderings or {}).items()}
+        for name, (_, chosen) in self.extra_renderings.items():
+            missing = set(chosen) - set(self.modalities)
+            if missing or "@" in name:
+                raise ValueError(f"extra rendering {name!r}: modalities {sorted(missing)} are not read, or '@' in it")
         self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
@@ -92,6 +102,13 @@ class CompressedVideoDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.video_list)
+
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """Every tensor key of an item that is a model input: the modalities, then `modality@name` of each extra
+        rendering."""
+        extra = [f"{m}@{name}" for name, (_, chosen) in self.extra_renderings.items() for m in chosen]
+        return (*self.modalities, *extra)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -107,18 +124,21 @@ class CompressedVideoDataset(Dataset):
         """Draw training views for `epoch` from now on (in this process and in its data-loader workers)."""
         self._epoch.fill_(int(epoch))
 
-    def video(self, index: int) -> CompressedVideo:
-        """The open `CompressedVideo` of item `index`, from this process's small LRU cache."""
+    def video(self, index: int, outside: str | None = None) -> CompressedVideo:
+        """The open `CompressedVideo` of item `index` (read with the `outside` rule, by default the rendering's), from
+        this process's small LRU cache."""
         if self._videos_pid != os.getpid():
             # A forked data-loader worker must not touch the decoders its parent opened (that can deadlock inside
             # FFmpeg): keep the inherited objects alive but unused, and open its own.
             self._inherited_videos = self._videos
             self._videos, self._videos_pid = OrderedDict(), os.getpid()
         path = str(self.video_list.path(index))
-        video = self._videos.pop(path, None)
+        outside = outside or self.rendering.outside
+        key = path if outside == self.rendering.outside else f"{path}\0{outside}"
+        video = self._videos.pop(key, None)
         if video is None:
-            video = CompressedVideo(path, outside=self.rendering.outside)
-        self._videos[path] = video
+            video = CompressedVideo(path, outside=outside)
+        self._videos[key] = video
         while len(self._videos) > self.cache_size:
             self._videos.popitem(last=False)[1].close()
         return video
@@ -135,27 +155,27 @@ class CompressedVideoDataset(Dataset):
         )
 
     def sample_jitter(self, index: int, frames: int, epoch: int | None = None) -> np.ndarray | None:
-        """The I-frame colour-jitter draws (frames, 3) of item `index` in `epoch` (None when no jitter applies)."""
-        if not (self.rendering.iframe_jitter and set(JITTERED) & set(self.modalities)):
+        """The I-frame colour-jitter draws (frames, 3) of item `index` in `epoch` (None when no rendering jitters)."""
+        renderings = [self.rendering, *(extra for extra, _ in self.extra_renderings.values())]
+        if not (any(r.iframe_jitter for r in renderings) and set(JITTERED) & set(self.modalities)):
             return None
         epoch = self.epoch if epoch is None else epoch
         key = [self.seed, epoch, index, 1] if self.train else [self.seed, index, 1]
         return draw_hls_jitter(np.random.default_rng(key), frames)
 
     def load_view(self, index: int, view: ViewSpec) -> dict[str, Any]:
-        """Item `index` rendered with a given `view` (e.g. one stored earlier), every GOP decoded once."""
-        video = self.video(index)
-        wanted = {
-            modality: [frame_for_modality(f, modality, video.gop_starts, video.num_frames) for f in view.frames]
-            for modality in self.modalities
-        }
-        frames = sorted({f for chosen in wanted.values() for f in chosen})
-        loaded = video.load_many(frames, self.modalities, self.accumulate)
-        slot = {frame: i for i, frame in enumerate(frames)}
-        arrays = {modality: [loaded[modality][slot[f]] for f in chosen] for modality, chosen in wanted.items()}
+        """Item `index` rendered with a given `view` (e.g. one stored earlier), every GOP decoded once per reading
+        rule."""
+        arrays = self._raw_arrays(index, view, self.modalities, None)
         relative, label = self.video_list[index]
         jitter = self.sample_jitter(index, len(view.frames))
-        item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter))
+        item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter if self.rendering.iframe_jitter
+                                                  else None))
+        for name, (extra, chosen) in self.extra_renderings.items():
+            raw = arrays if extra.outside == self.rendering.outside else self._raw_arrays(index, view, chosen,
+                                                                                          extra.outside)
+            rendered = render_sample({m: raw[m] for m in chosen}, view, extra, jitter if extra.iframe_jitter else None)
+            item.update({f"{m}@{name}": tensor for m, tensor in rendered.items()})
         item.update(
             label=label,
             index=index,
@@ -164,6 +184,20 @@ class CompressedVideoDataset(Dataset):
             view=view.to_tensors(),
         )
         return item
+
+    def _raw_arrays(self, index: int, view: ViewSpec, modalities: Sequence[str], outside: str | None
+                    ) -> dict[str, list[np.ndarray]]:
+        """The raw arrays of `modalities` at the view's frames, read with the `outside` rule (default: the
+        rendering's)."""
+        video = self.video(index, outside)
+        wanted = {
+            modality: [frame_for_modality(f, modality, video.gop_starts, video.num_frames) for f in view.frames]
+            for modality in modalities
+        }
+        frames = sorted({f for chosen in wanted.values() for f in chosen})
+        loaded = video.load_many(frames, tuple(modalities), self.accumulate)
+        slot = {frame: i for i, frame in enumerate(frames)}
+        return {modality: [loaded[modality][slot[f]] for f in chosen] for modality, chosen in wanted.items()}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):

@@ -32,7 +32,9 @@ def cache_key(teachers: TeacherSet, dataset: CompressedVideoDataset, views: int,
         "crop": list(dataset.crop_size),
         "scales": list(dataset.scales),
         "accumulate": dataset.accumulate,
-        "rendering": [dataset.rendering.mv_resize, dataset.rendering.iframe_jitter],
+        "rendering": [dataset.rendering.mv_resize, dataset.rendering.iframe_jitter, dataset.rendering.outside],
+        "teacher_renderings": {name: [extra.mv_resize, extra.iframe_jitter, extra.outside, list(chosen)]
+                               for name, (extra, chosen) in dataset.extra_renderings.items()},
         "seed": dataset.seed,
         "views": views,
     }
@@ -114,7 +116,7 @@ class TeacherCache:
         for view in range(views):
             set_loader_epoch(loader, view)
             for batch in loader:
-                sample = move_sample(batch, teachers.modalities, device)
+                sample = move_sample(batch, dataset.input_keys, device)
                 if maps is None:
                     outputs = teachers(sample).cpu()
                 else:

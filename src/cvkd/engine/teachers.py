@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from cvkd.data.transforms import Rendering
 from cvkd.runs.folder import LoadedRun, file_digest, load_run
 from cvkd.errors import ConfigError
 
@@ -78,7 +79,55 @@ class TeacherSet(nn.Module):
             parameter.requires_grad_(False)
         self.dtype = _PRECISIONS[precision]
         self.normalise_fused = normalise_fused
+        self._input_names: dict[str, str] = {}  # run -> extra rendering name, when it is not the student's
         self.eval()
+
+    def own_rendering(self, run: str, student: Rendering) -> Rendering:
+        """How `run` renders its inputs: its own config's MV resize and outside rule (what it was trained with), the
+        student's I-frame jitter (an augmentation of the shared view, like the crop and the flip)."""
+        data = self.runs[run].config.data
+        return Rendering(mv_resize=data.mv_resize, iframe_jitter=student.iframe_jitter, outside=data.outside)
+
+    def renderings(self, student: Rendering) -> dict[str, tuple[Rendering, tuple[str, ...]]]:
+        """The extra renderings the teachers need beyond the student's (name -> rendering, modalities), and from now
+        on read each teacher's inputs from its own (`modality@name` keys of the sample)."""
+        needed: dict[str, tuple[Rendering, tuple[str, ...]]] = {}
+        self._input_names = {}
+        for index, run in enumerate(self.runs):
+            own = self.own_rendering(run, student)
+            if own == student:
+                continue
+            name = f"teacher{index}"
+            self._input_names[run] = name
+            needed[name] = (own, tuple(self.runs[run].model.modalities))
+        return needed
+
+    def rendering_notes(self, student: Rendering) -> list[str]:
+        """One line per teacher whose own rendering differs from the student's (said at the start of a run)."""
+        notes = []
+        for run in self.runs:
+            own = self.own_rendering(run, student)
+            if own != student:
+                notes.append(f"note: teacher {run} was trained with data.mv_resize={own.mv_resize}, data.outside="
+                             f"{own.outside}; it scores inputs rendered that way (the student's: {student.mv_resize}, "
+                             f"{student.outside})")
+        return notes
+
+    def _input(self, sample: Mapping[str, torch.Tensor], run: str, stream: str) -> torch.Tensor:
+        """The input of one teacher stream: its own rendering when it has one, else the student's."""
+        name = self._input_names.get(run)
+        return sample[f"{stream}@{name}"] if name else sample[stream]
+
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """The sample keys the teachers read."""
+        keys = set()
+        for teacher in self.teachers:
+            model = self.runs[teacher.run].model
+            streams = model.modalities if teacher.output == FUSED else (teacher.output,)
+            name = self._input_names.get(teacher.run)
+            keys |= {f"{stream}@{name}" if name else stream for stream in streams}
+        return tuple(sorted(keys))
 
     @property
     def names(self) -> list[str]:
@@ -127,7 +176,8 @@ class TeacherSet(nn.Module):
                 streams = model.modalities if teacher.output == FUSED else (teacher.output,)
                 for stream in streams:
                     if (teacher.run, stream) not in computed:
-                        computed[(teacher.run, stream)] = model.streams[stream](sample[stream])
+                        computed[(teacher.run, stream)] = model.streams[stream](self._input(sample, teacher.run,
+                                                                                             stream))
                 per_stream = {stream: computed[(teacher.run, stream)] for stream in streams}
                 if teacher.output == FUSED:
                     logits = model.fuse(per_stream)
@@ -148,7 +198,8 @@ class TeacherSet(nn.Module):
                 logits.append(fused[k])
                 maps.append(None)
                 continue
-            stream_logits, stream_map = self._stream(teacher).forward_with_map(sample[teacher.output])
+            stream_logits, stream_map = self._stream(teacher).forward_with_map(
+                self._input(sample, teacher.run, teacher.output))
             logits.append(stream_logits.float())
             maps.append(stream_map.float())
         return torch.stack(logits), maps

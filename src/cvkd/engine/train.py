@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cvkd.config import config_to_dict, save_config
+from cvkd.config import config_to_dict, load_config, save_config
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
@@ -36,7 +36,7 @@ from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed
 from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import validate_run_config
 from cvkd.data.lists import VideoList
-from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
+from cvkd.errors import CheckpointError, ConfigError, CvkdError, DatasetError, TrainingError
 from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
@@ -120,7 +120,12 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     live_teachers = teachers is not None and not config.distill.cache
     modalities = set(trainable) | (teacher_modalities if live_teachers else set())
     data = config.data
-    train_set = training_dataset(config, train_list, sorted(modalities), scales)
+    train_set = training_dataset(config, train_list, sorted(modalities), scales, teachers if live_teachers else None)
+    if runtime.is_main:
+        for note in (teachers.rendering_notes(config.data.rendering(train=True)) if teachers else []):
+            tqdm.write(note)
+        for note in frozen_rendering_notes(config):
+            tqdm.write(note)
     per_process_batch = max(1, data.batch_size // runtime.world_size)
     train_loader = make_loader(
         train_set, per_process_batch, shuffle=True, workers=data.workers,
@@ -142,14 +147,39 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
 
 
 def training_dataset(
-    config: RunConfig, video_list: VideoList, modalities: list[str], scales: tuple[float, ...]
+    config: RunConfig, video_list: VideoList, modalities: list[str], scales: tuple[float, ...],
+    teachers: TeacherSet | None = None,
 ) -> CompressedVideoDataset:
-    """A training dataset drawing the run's views (seed, segments, crop size, scales) for `modalities`."""
+    """A training dataset drawing the run's views (seed, segments, crop size, scales) for `modalities`, with the
+    teachers' own renderings of the same views when theirs differ from the run's."""
     data = config.data
+    rendering = data.rendering(train=True)
+    extra = teachers.renderings(rendering) if teachers is not None else {}
     return CompressedVideoDataset(
         video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
-        seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=data.rendering(train=True),
+        seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=rendering, extra_renderings=extra,
     )
+
+
+def frozen_rendering_notes(config: RunConfig) -> list[str]:
+    """One line per frozen stream copied from a run trained with other MV switches than this run renders with (its
+    inputs are this run's rendering: give the run its source's data.mv_resize and data.outside)."""
+    notes = []
+    for modality in config.model.frozen:
+        source = config.model.init.get(modality)
+        folder = Path(source) if source else None
+        if folder is None:
+            continue
+        folder = folder.parent if folder.suffix == ".pt" else folder
+        try:
+            own = load_config(RunConfig, folder / CONFIG_FILE).data
+        except (OSError, CvkdError):
+            continue
+        if (own.mv_resize, own.outside) != (config.data.mv_resize, config.data.outside):
+            notes.append(f"note: frozen stream {modality} comes from {source}, trained with data.mv_resize="
+                         f"{own.mv_resize}, data.outside={own.outside}; this run feeds it {config.data.mv_resize}, "
+                         f"{config.data.outside} (set this run's data.mv_resize and data.outside to match)")
+    return notes
 
 
 def build_objective(
@@ -198,7 +228,8 @@ def attach_cache(parts: RunParts) -> None:
     config, runtime, teachers = parts.config, parts.runtime, parts.teachers
     assert teachers is not None
     path = parts.out / CACHE_FILE
-    teacher_view = training_dataset(config, parts.train_set.video_list, list(teachers.modalities), parts.train_set.scales)
+    teacher_view = training_dataset(config, parts.train_set.video_list, list(teachers.modalities), parts.train_set.scales,
+                                    teachers)
     views = config.distill.cache_views
     maps_size = config.distill.cache_map_size if parts.objective.uses_features else None  # maps only when read
     if runtime.is_main:
@@ -312,7 +343,7 @@ class _Trainer:
                    disable=not parts.progress, leave=False)
         for step, batch in enumerate(bar):
             labels = batch["label"].to(runtime.device)
-            sample = move_sample(batch, tuple(parts.train_set.modalities), runtime.device)
+            sample = move_sample(batch, parts.train_set.input_keys, runtime.device)
             teacher_logits, teacher_features = teacher_outputs(parts, batch, sample, view_epoch)
             with autocast(runtime.device, config.amp):
                 loss, logits, loss_parts = parts.step_module(sample, labels, teacher_logits, teacher_features)
