@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cvkd.data.prepare import SHARDS_DIR, SOURCES, PrepareRequest, encode_settings, prepare_dataset
@@ -50,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the dataset folder and print what was done; return 0 when at least one video was prepared."""
+    from cvkd.data.lists import CLASSES_FILE, flip_warning, read_classes
     from cvkd.fileio import make_folder
 
     request = PrepareRequest(
@@ -73,4 +75,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(outcome.encoded)} encoded, {len(outcome.already_encoded)} already there, "
         f"{len(outcome.failures)} failed, {len(summary.missing)} missing"
     )
+    warning = flip_warning(read_classes(Path(args.out) / CLASSES_FILE), flip=True)
+    if warning:  # training mirrors by default: say it now, before the first run
+        print(warning.replace("training mirrors", "training will mirror"), file=sys.stderr)
     return 0

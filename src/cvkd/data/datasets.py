@@ -46,6 +46,9 @@ class CompressedVideoDataset(Dataset):
     `rendering` holds CoViAR's parity switches (MV resize without rescaling, I-frame colour jitter); jitter draws come
     from a generator seeded by (seed, epoch, index) in training and (seed, index) in evaluation, so they too repeat.
 
+    `flip_labels` maps a label to the one a mirrored training sample carries (classes a mirror swaps); whether views
+    are mirrored at all is `rendering.mirror`.
+
     `extra_renderings` maps a name to (rendering, modalities): the item also holds `"<modality>@<name>"`, the same
     view (frames, crop, flip, jitter draws) rendered that way, e.g. for a teacher trained with other parity switches.
     A rendering with another `outside` rule reads the video again with that rule.
@@ -66,6 +69,7 @@ class CompressedVideoDataset(Dataset):
         bad_videos: str = "raise",
         rendering: Rendering = Rendering(),
         extra_renderings: Mapping[str, tuple[Rendering, Sequence[str]]] | None = None,
+        flip_labels: Mapping[int, int] | None = None,
     ) -> None:
         if not modalities:
             raise ValueError("at least one modality is needed")
@@ -95,6 +99,7 @@ class CompressedVideoDataset(Dataset):
             missing = set(chosen) - set(self.modalities)
             if missing or "@" in name:
                 raise ValueError(f"extra rendering {name!r}: modalities {sorted(missing)} are not read, or '@' in it")
+        self.flip_labels = dict(flip_labels or {})  # label -> label a mirrored training sample carries
         self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
@@ -147,11 +152,13 @@ class CompressedVideoDataset(Dataset):
         """The view item `index` gets in `epoch` (default: the current one); deterministic for evaluation."""
         video = self.video(index)
         if not self.train:
-            return eval_view(video.num_frames, self.num_segments, self.crop_size, self.test_crops)
+            return eval_view(video.num_frames, self.num_segments, self.crop_size, self.test_crops,
+                             self.rendering.mirror)
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch, index])
         return train_view(
-            video.num_frames, self.num_segments, (video.height, video.width), self.crop_size, self.scales, rng
+            video.num_frames, self.num_segments, (video.height, video.width), self.crop_size, self.scales, rng,
+            self.rendering.mirror,
         )
 
     def sample_jitter(self, index: int, frames: int, epoch: int | None = None) -> np.ndarray | None:
@@ -168,6 +175,8 @@ class CompressedVideoDataset(Dataset):
         rule."""
         arrays = self._raw_arrays(index, view, self.modalities, None)
         relative, label = self.video_list[index]
+        if self.train and view.crops[0].flip:
+            label = self.flip_labels.get(label, label)  # a mirrored swipe to the left is a swipe to the right
         jitter = self.sample_jitter(index, len(view.frames))
         item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter if self.rendering.iframe_jitter
                                                   else None))

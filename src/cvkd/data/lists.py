@@ -165,6 +165,26 @@ class VideoList:
         return cls.csv(root / f"{subset}.csv", classes)
 
 
+_DIRECTIONAL = re.compile(r"(?:^|[^a-z])(left|right|clockwise|anticlockwise|counterclockwise|counter_clockwise|"
+                          r"counter-clockwise|leftward|rightward)(?:[^a-z]|$)", re.IGNORECASE)
+
+
+def directional_classes(classes: Sequence[str]) -> list[str]:
+    """Class names that look directional (left / right, clockwise / anticlockwise): a horizontal mirror changes them."""
+    return [name for name in classes if _DIRECTIONAL.search(name.replace(" ", "_"))]
+
+
+def flip_warning(classes: Sequence[str], flip: bool, mapped: Sequence[str] = ()) -> str | None:
+    """One warning line when mirroring is on and some class names look directional and are not in the flip label
+    map; else None."""
+    unmapped = [name for name in directional_classes(classes) if name not in set(mapped)]
+    if not flip or not unmapped:
+        return None
+    listed = ", ".join(unmapped[:4]) + (f" and {len(unmapped) - 4} more" if len(unmapped) > 4 else "")
+    return (f"warning: classes {listed} look directional, and training mirrors half the samples (a mirrored left is "
+            "a right): set data.flip=false, or pair them in data.flip_label_map")
+
+
 def missing_videos(video_list: VideoList) -> list[str]:
     """Relative paths of every listed video that is not a file on disk."""
     return [relative for relative, _ in video_list.items if not (video_list.root / relative).is_file()]

@@ -146,12 +146,13 @@ def centre_box(height: int, width: int, crop_height: int, crop_width: int) -> tu
     return (width - crop_width) // 2, (height - crop_height) // 2, crop_width, crop_height
 
 
-def ten_crops(height: int, width: int, crop_height: int, crop_width: int) -> tuple[Crop, ...]:
-    """The 10-crop protocol: 4 corners and centre (`TEN_CROP_POSITIONS` order), then the same five mirrored."""
+def ten_crops(height: int, width: int, crop_height: int, crop_width: int, mirror: bool = True) -> tuple[Crop, ...]:
+    """The 10-crop protocol: 4 corners and centre (`TEN_CROP_POSITIONS` order), then the same five mirrored (or,
+    without `mirror`, the same five again unmirrored, so that every protocol has ten views)."""
     _check_fits(height, width, crop_height, crop_width)
     right, bottom = width - crop_width, height - crop_height
     corners = [(0, 0), (right, 0), (0, bottom), (right, bottom), (right // 2, bottom // 2)]
-    return tuple(Crop(x, y, crop_width, crop_height, flip) for flip in (False, True) for x, y in corners)
+    return tuple(Crop(x, y, crop_width, crop_height, flip and mirror) for flip in (False, True) for x, y in corners)
 
 
 def eval_resize(size: tuple[int, int]) -> tuple[int, int]:
@@ -166,16 +167,20 @@ def train_view(
     size: tuple[int, int],
     scales: Sequence[float],
     rng: np.random.Generator,
+    mirror: bool = True,
 ) -> ViewSpec:
-    """A training view: random frame per segment, one multi-scale crop of the (height, width) frame, random flip."""
+    """A training view: random frame per segment, one multi-scale crop of the (height, width) frame, a random flip
+    when `mirror` (the draw is made either way, so the other choices do not depend on it)."""
     frames = segment_indices(num_frames, num_segments, True, rng)
     x, y, w, h = random_crop_box(rng, frame_size[0], frame_size[1], scales)
-    flip = bool(rng.random() < 0.5)
+    flip = bool(rng.random() < 0.5) and mirror
     return ViewSpec(tuple(frames), (Crop(x, y, w, h, flip),), size)
 
 
-def eval_view(num_frames: int, num_segments: int, size: tuple[int, int], num_crops: int = 1) -> ViewSpec:
-    """A test view: segment centre frames, the frame resized (`eval_resize`), then its centre crop or 10 crops."""
+def eval_view(num_frames: int, num_segments: int, size: tuple[int, int], num_crops: int = 1,
+              mirror: bool = True) -> ViewSpec:
+    """A test view: segment centre frames, the frame resized (`eval_resize`), then its centre crop or 10 crops
+    (five of them mirrored when `mirror`)."""
     if num_crops not in (1, 10):
         raise ValueError(f"test crops must be 1 (centre) or 10 (corners + centre, and flips), got {num_crops}")
     frames = segment_indices(num_frames, num_segments, False)
@@ -183,7 +188,7 @@ def eval_view(num_frames: int, num_segments: int, size: tuple[int, int], num_cro
     if num_crops == 1:
         crops = (Crop(*centre_box(resize[0], resize[1], size[0], size[1])),)
     else:
-        crops = ten_crops(resize[0], resize[1], size[0], size[1])
+        crops = ten_crops(resize[0], resize[1], size[0], size[1], mirror)
     return ViewSpec(tuple(frames), crops, size, resize)
 
 

@@ -45,12 +45,14 @@ class Rendering:
     `mv_resize`: "rescale" (cvkd: a resized field's vectors scale with it) or "coviar" (clipped to the mapping's
     +-20 px range first, then resized without rescaling). `iframe_jitter`: CoViAR's HLS colour jitter of I-frames,
     with one draw per segment frame passed to `render_sample`. `outside`: the reader's rule for a motion source
-    outside the frame, "clamp" (cvkd) or "keep" (CoViAR's: the pixel keeps its previous mapping).
+    outside the frame, "clamp" (cvkd) or "keep" (CoViAR's: the pixel keeps its previous mapping). `mirror`: whether
+    views may be mirrored (half the training samples, five of the ten test crops); off for directional classes.
     """
 
     mv_resize: str = "rescale"
     iframe_jitter: bool = False
     outside: str = "clamp"
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         if self.mv_resize not in MV_RESIZE_MODES:

@@ -35,7 +35,7 @@ from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, l
 from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime
 from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import validate_run_config
-from cvkd.data.lists import VideoList
+from cvkd.data.lists import VideoList, flip_warning
 from cvkd.errors import CheckpointError, ConfigError, CvkdError, DatasetError, TrainingError
 from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
 from cvkd.models.coviar import CoViAR
@@ -126,6 +126,10 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
             tqdm.write(note)
         for note in frozen_rendering_notes(config):
             tqdm.write(note)
+        mapped = [name for pair in config.data.flip_label_map.items() for name in pair]
+        warning = flip_warning(class_names, config.data.flip, mapped)
+        if warning:
+            tqdm.write(warning)
     per_process_batch = max(1, data.batch_size // runtime.world_size)
     train_loader = make_loader(
         train_set, per_process_batch, shuffle=True, workers=data.workers,
@@ -158,6 +162,7 @@ def training_dataset(
     return CompressedVideoDataset(
         video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
         seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=rendering, extra_renderings=extra,
+        flip_labels=data.flip_labels(tuple(video_list.classes)) if data.flip else None,
     )
 
 

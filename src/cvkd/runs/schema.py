@@ -39,12 +39,38 @@ class DataConfig:
     # A motion source outside the frame (accumulated MV and residual): "clamp" to the border (cvkd; the codec extends
     # edges the same way) or "keep" the pixel's previous mapping (CoViAR's loader)
     outside: Literal["clamp", "keep"] = "clamp"
+    # Horizontal mirroring: of half the training samples, and of five of the ten test crops. Turn it off when classes
+    # are directional (a swipe to the left mirrored is a swipe to the right), or give the pairs a mirror swaps in
+    # flip_label_map ({swipe_left: swipe_right}; the reverse is implied): a mirrored training sample then carries the
+    # mapped label, and the ten-crop test takes its five mirrored crops unmirrored.
+    flip: bool = True
+    flip_label_map: dict[str, str] = field(default_factory=dict)
 
     def rendering(self, train: bool) -> Rendering:
         """The parity switches that shape inputs, for training (`train`) or for validation and testing."""
         from cvkd.data.transforms import Rendering
 
-        return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test, self.outside)
+        mirror = self.flip if train else self.flip and not self.flip_label_map
+        return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test, self.outside,
+                         mirror)
+
+    def flip_labels(self, classes: tuple[str, ...]) -> dict[int, int]:
+        """flip_label_map as label indices, both ways; ConfigError naming an unknown or self-mapped class."""
+        from cvkd.errors import ConfigError
+
+        pairs: dict[int, int] = {}
+        for left, right in self.flip_label_map.items():
+            for name in (left, right):
+                if name not in classes:
+                    raise ConfigError(f"data.flip_label_map: {name!r} is not a class of the dataset")
+            if left == right:
+                raise ConfigError(f"data.flip_label_map: {left!r} is mapped to itself")
+            a, b = classes.index(left), classes.index(right)
+            for source, target in ((a, b), (b, a)):
+                if pairs.get(source, target) != target:
+                    raise ConfigError(f"data.flip_label_map: {classes[source]!r} is mapped to two classes")
+                pairs[source] = target
+        return pairs
 
 
 @dataclass
