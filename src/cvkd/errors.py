@@ -5,17 +5,47 @@ from __future__ import annotations
 import os
 
 
+_WORKER_PREFIX = "Caught "
+_WORKER_MARK = "Original Traceback"
+
+
+def from_worker(text: str) -> str:
+    """The original one-line message of an error that a DataLoader worker raised: PyTorch re-raises it in the main
+    process as `Type("Caught Type in DataLoader worker process 0. Original Traceback ...")`, whose last line is
+    `module.Type: message`. Any other text is returned as it is."""
+    if not (text.startswith(_WORKER_PREFIX) and _WORKER_MARK in text):
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    name, separator, message = last.partition(": ")
+    return message if separator and name.replace(".", "").replace("_", "").isalnum() else last
+
+
 class CvkdError(Exception):
-    """Base of every error cvkd raises on purpose; the CLI prints it as one line and exits with code 2."""
+    """Base of every error cvkd raises on purpose; the CLI prints it as one line and exits with code 2. Raised in a
+    data-loader worker, it reaches the main process as the same type with its original one-line message."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (from_worker(args[0]),)
+        super().__init__(*args)
 
 
-class VideoError(CvkdError):
-    """A video cannot be read, decoded or indexed."""
+class _PathError(CvkdError):
+    """An error about one file: `path: problem`."""
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+    def __init__(self, path: str | os.PathLike, problem: str | None = None) -> None:
+        if problem is None:  # re-raised from a data-loader worker with its whole message as the only argument
+            message = from_worker(os.fspath(path))
+            self.path, _, self.problem = message.partition(": ")
+            super().__init__(message)
+            return
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class VideoError(_PathError):
+    """A video cannot be read, decoded or indexed."""
 
 
 class FrameIndexError(VideoError, IndexError):
@@ -42,13 +72,8 @@ class StaleCacheError(CheckpointError):
     """A teacher cache is sound but was built for other teachers or views."""
 
 
-class ScoreFileError(CvkdError):
+class ScoreFileError(_PathError):
     """A score file is missing, unreadable or holds arrays of the wrong shape."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class ScoreMismatchError(CvkdError):
