@@ -17,6 +17,7 @@ from cvkd.data.synthetic.render import Scene, draw_scene, render_clip, sample_sc
 __all__ = [
     "CLASS_CATALOGUE", "CODECS", "CONTACT_SHEET", "ClassSpec", "DEFAULT_CLASSES", "DEFAULT_FRAMES", "DEFAULT_Q",
     "DEFAULT_PROFILE", "DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_VIDEOS_PER_CLASS", "FPS", "GOP", "MANIFEST", "PROFILES",
-    "Profile", "Scene", "SynthSettings", "SynthSummary", "draw_scene", "get_profile", "encode_h264", "generate_synthetic", "render_clip", "render_video", "sample_scene",
+    "Profile", "Scene", "SynthSettings", "SynthSummary", "draw_scene", "encode_h264", "generate_synthetic",
+    "get_profile", "render_clip", "render_video", "sample_scene",
     "split_of", "video_relpath", "video_rng", "write_contact_sheet",
 ]

@@ -30,7 +30,8 @@ COLOUR_SPREAD = 0.1  # share of a random colour in an object's or background's c
 DRIFT = (0.1, 0.4)  # px/frame in a random direction: the speed of classes that name no other
 FLICKER = (0.03, 0.2)  # brightness oscillation of classes that do not blink: blinking is a matter of degree
 
-# name, what it does, (shape, tint, object texture, scene), motion (ClassSpec keywords; no direction: a random one per video)
+# name, what it does, (shape, tint, object texture, scene), motion (ClassSpec keywords; no direction: a random one
+# per video; no speed: DRIFT; no blink: FLICKER)
 _TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
     ("disc_rise", "rises", ("disc", "red", "grating", "field"), dict(direction=_UP, speed=(0.9, 1.6))),
     ("square_fall", "falls", ("square", "blue", "checker", "court"), dict(direction=_DOWN, speed=(0.9, 1.6))),
@@ -38,17 +39,22 @@ _TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
     ("ring_flash", "drifts and blinks", ("ring", "yellow", "grating", "hall"), dict(blink=(0.15, 0.5))),
     ("bar_swell", "drifts and grows", ("bar", "purple", "checker", "field"), dict(zoom=(0.02, 0.035))),
     ("disc_swing", "sways left and right", ("disc", "cyan", "blobs", "court"), dict(sway=(5.0, 10.0))),
-    ("square_climb", "rises slowly", ("square", "orange", "grating", "water"), dict(direction=_UP, speed=(0.45, 1.1))),
-    ("triangle_sink", "sinks slowly", ("triangle", "pink", "checker", "hall"), dict(direction=_DOWN, speed=(0.45, 1.1))),
+    ("square_climb", "rises slowly", ("square", "orange", "grating", "water"),
+     dict(direction=_UP, speed=(0.45, 1.1))),
+    ("triangle_sink", "sinks slowly", ("triangle", "pink", "checker", "hall"),
+     dict(direction=_DOWN, speed=(0.45, 1.1))),
     ("ring_roam", "roams in any direction", ("ring", "green", "blobs", "court"), dict(speed=(0.6, 1.2))),
     ("bar_fade", "drifts and shrinks", ("bar", "yellow", "grating", "water"), dict(zoom=(-0.035, -0.02))),
-    ("disc_pulse", "sways a little and blinks", ("disc", "purple", "checker", "hall"), dict(blink=(0.1, 0.4), sway=(3.0, 7.0))),
+    ("disc_pulse", "sways a little and blinks", ("disc", "purple", "checker", "hall"),
+     dict(blink=(0.1, 0.4), sway=(3.0, 7.0))),
     ("square_turn", "drifts and turns slowly", ("square", "red", "blobs", "field"), dict(spin=(2.0, 5.0))),
     ("triangle_hop", "rises and blinks", ("triangle", "orange", "grating", "court"),
      dict(direction=_UP, speed=(0.6, 1.3), blink=(0.1, 0.35))),
     ("ring_rest", "drifts", ("ring", "pink", "checker", "water"), dict()),
-    ("bar_drop", "falls and turns", ("bar", "cyan", "blobs", "hall"), dict(direction=_DOWN, speed=(0.6, 1.3), spin=(2.0, 5.0))),
-    ("disc_grow", "drifts, grows and blinks faintly", ("disc", "blue", "grating", "water"), dict(zoom=(0.012, 0.025), blink=(0.1, 0.3))),
+    ("bar_drop", "falls and turns", ("bar", "cyan", "blobs", "hall"),
+     dict(direction=_DOWN, speed=(0.6, 1.3), spin=(2.0, 5.0))),
+    ("disc_grow", "drifts, grows and blinks faintly", ("disc", "blue", "grating", "water"),
+     dict(zoom=(0.012, 0.025), blink=(0.1, 0.3))),
 )
 
 
