@@ -90,7 +90,7 @@ def test_export_cli_prints_the_parity_and_latency_of_both_runtimes(tiny_run, tmp
     difference = float(re.search(r"max \|logit difference\| (\S+) ", lines[1]).group(1))
     assert difference < 1e-3
     assert re.search(r"onnxruntime \d+\.\d ms, PyTorch \d+\.\d ms", lines[1])
-    assert main(["export", str(tiny_run.run_dir), "--onnx", str(tmp_path / "quick.onnx"), "--no-check"]) == 0
+    assert main(["export", str(tiny_run.run_dir), "--onnx", str(tmp_path / "new" / "folder" / "quick.onnx"), "--no-check"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 

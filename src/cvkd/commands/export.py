@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cvkd.errors import OutputError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -31,11 +30,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export, optionally check, and print what was written."""
+    from cvkd.fileio import make_folder
     from cvkd.inference.onnx_export import export_run
 
-    folder = Path(args.onnx).parent
-    if not folder.is_dir():
-        raise OutputError(f"{args.onnx}: folder {folder} does not exist (create it first)")
+    make_folder(Path(args.onnx).parent)  # created like every other command's output folder; one line if it cannot be
     report = export_run(args.run_path, args.onnx, segments=args.segments, check=args.check, exporter=args.exporter)
     spec = report.spec
     print(

@@ -35,7 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=int, default=None, metavar="N",
                         help="classes of a config's model (default: the config's dataset classes.txt, else 101); "
                              "runs and checkpoints keep their own")
-    parser.add_argument("--crop", type=int, default=224, help="input size in pixels (default 224)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="input size in pixels (default: the run's or config's data.crop_size, the teacher's "
+                             "with --teacher, so both are counted at one size)")
     parser.add_argument("--gop", type=int, default=12, help="GOP size for the GOP-weighted figure (default 12)")
     parser.add_argument("--segments", type=int, default=25, help="test protocol: segments per video (default 25)")
     parser.add_argument("--crops", type=int, default=10, help="test protocol: crops per segment (default 10)")
@@ -56,6 +58,7 @@ class NamedModel:
 
     model: CoViAR
     name: str
+    crop: int  # the crop size the run was trained at (its data.crop_size)
 
 
 def config_classes(config: RunConfig) -> int:
@@ -76,7 +79,8 @@ def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
     path = Path(source)
     if path.suffix.lower() not in CONFIG_SUFFIXES:
         loaded = load_run(path, "cpu")
-        return NamedModel(loaded.model, f"{source} (run {loaded.config.name}, epoch {loaded.epoch + 1})")
+        return NamedModel(loaded.model, f"{source} (run {loaded.config.name}, epoch {loaded.epoch + 1})",
+                          int(loaded.config.data.crop_size))
     config = load_config(RunConfig, path)
     if classes is not None and classes < 1:
         raise ConfigError(f"--classes must be at least 1, got {classes}")
@@ -86,7 +90,7 @@ def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
     else:
         with torch.device("meta"):
             model = build_model(config, count, pretrained=False)
-    return NamedModel(model, f"{source} (config, random weights)")
+    return NamedModel(model, f"{source} (config, random weights)", int(config.data.crop_size))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,17 +100,18 @@ def run(args: argparse.Namespace) -> int:
     from cvkd.report.model_profile import UNIT_NOTE, format_profile, format_ratios, profile_model, profile_ratios
 
     for option in ("crop", "gop", "segments", "crops"):
-        if getattr(args, option) < 1:
+        if getattr(args, option) is not None and getattr(args, option) < 1:
             raise ConfigError(f"--{option} must be at least 1, got {getattr(args, option)}")
     from cvkd.report.video_time import PAPER_PROBE, SYNTHETIC_PROBE
 
     video = {"auto": None, "synthetic": SYNTHETIC_PROBE, "paper": PAPER_PROBE}[args.video]
-    settings = dict(crop=args.crop, gop=args.gop, segments=args.segments, crops=args.crops, latency=args.latency,
-                    video=video)
     student = load_model(args.model, args.classes, args.latency)
+    teacher = load_model(args.teacher, args.classes, args.latency) if args.teacher else None
+    crop = args.crop or (teacher or student).crop
+    settings = dict(crop=crop, gop=args.gop, segments=args.segments, crops=args.crops, latency=args.latency,
+                    video=video)
     profiles = [profile_model(student.model, student.name, **settings)]
-    if args.teacher:
-        teacher = load_model(args.teacher, args.classes, args.latency)
+    if teacher is not None:
         profiles.insert(0, profile_model(teacher.model, teacher.name, **settings))
     if args.json:
         payload = {"unit": "MACs", "num_threads": torch.get_num_threads(),

@@ -41,6 +41,7 @@ from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remov
 from cvkd.models.coviar import CoViAR
 
 CACHE_FILE = "teacher_cache.pt"
+RESUME_ONLY = ("optimizer", "scaler", "history")  # kept in last.pt for --resume, left out of best.pt (a third the size)
 HINTS_KEY = "distill.hint_teachers"
 
 
@@ -92,6 +93,7 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     if train_list is None:
         raise DatasetError(f"{config.data.root}: no {config.data.train_split}.csv")
     class_names = tuple(train_list.classes)
+    _check_every_class_has_videos(train_list, config.data.allow_empty_classes)
     val_list = dataset_split(config.data.root, config.data.val_split)
 
     teachers = _load_teachers(config, runtime, class_names)
@@ -131,6 +133,10 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         if warning:
             tqdm.write(warning)
     per_process_batch = max(1, data.batch_size // runtime.world_size)
+    left_out = len(train_set) % per_process_batch if len(train_set) > per_process_batch else 0
+    if left_out and not runtime.distributed and runtime.is_main:
+        tqdm.write(f"note: {len(train_set)} training videos in batches of {per_process_batch}: {left_out} of each "
+                   "epoch's shuffled order are left out (whole batches only; a different few every epoch)")
     train_loader = make_loader(
         train_set, per_process_batch, shuffle=True, workers=data.workers,
         distributed=runtime.distributed, seed=config.seed, drop_last=len(train_set) > per_process_batch,
@@ -148,6 +154,20 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         objective=objective, step_module=step_module, optimizer=optimizer, scaler=scaler, train_set=train_set,
         train_loader=train_loader, val_loader=val_loader, progress=progress and runtime.is_main,
     )
+
+
+def _check_every_class_has_videos(train_list: VideoList, allowed: bool) -> None:
+    """A class without one training video on disk is refused (a model would learn never to predict it), unless
+    data.allow_empty_classes says so; then a warning line names them."""
+    present = {label for relative, label in train_list if (train_list.root / relative).is_file()}
+    empty = [name for label, name in enumerate(train_list.classes) if label not in present]
+    if not empty:
+        return
+    listed = ", ".join(empty[:4]) + (f" and {len(empty) - 4} more" if len(empty) > 4 else "")
+    if not allowed:
+        raise DatasetError(f"{train_list.root}: class(es) {listed} have no training video on disk; add videos, or "
+                           "set data.allow_empty_classes=true to train without them (recorded in the run)")
+    tqdm.write(f"warning: class(es) {listed} have no training video on disk (data.allow_empty_classes)")
 
 
 def training_dataset(
@@ -414,8 +434,8 @@ class _Trainer:
             "best_val": self.best_val,
             "history": [json.dumps(r) for r in self.history],
         }
-        if improved or parts.val_loader is None:
-            save_checkpoint(state, self.out / BEST)
+        if improved or parts.val_loader is None:  # the weights and what reads them; resuming needs last.pt only
+            save_checkpoint({key: value for key, value in state.items() if key not in RESUME_ONLY}, self.out / BEST)
         save_checkpoint(state, self.out / LAST)
         atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
         atomic_write_json(self.out / SUMMARY_FILE, {

@@ -45,6 +45,7 @@ class DataConfig:
     # mapped label, and the ten-crop test takes its five mirrored crops unmirrored.
     flip: bool = True
     flip_label_map: dict[str, str] = field(default_factory=dict)
+    allow_empty_classes: bool = False  # train although some class has no training video on disk (else refused)
 
     def rendering(self, train: bool) -> Rendering:
         """The parity switches that shape inputs, for training (`train`) or for validation and testing."""
