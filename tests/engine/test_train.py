@@ -97,6 +97,7 @@ def test_a_non_finite_loss_stops_before_the_optimiser_step(tiny, monkeypatch) ->
     from cvkd.errors import TrainingError
 
     parts = _parts(tiny, "nan")
+    parts.config.max_nonfinite_steps = 1  # stop at the first (the default skips up to 20 in a row)
     before = {k: v.detach().clone() for k, v in parts.model.named_parameters()}
     steps = []
     monkeypatch.setattr(parts.optimizer, "step", lambda *a, **k: steps.append(1))

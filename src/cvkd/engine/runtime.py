@@ -73,11 +73,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Mixed precision (float16) on CUDA when enabled; a no-op elsewhere."""
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def autocast(device: torch.device, enabled: bool, dtype: str = "float16") -> contextlib.AbstractContextManager:
+    """Mixed precision when enabled: `dtype` on CUDA; bfloat16 on the CPU too (float16 autocast is CUDA's only);
+    a no-op otherwise."""
     if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return torch.autocast(device_type="cuda", dtype=AMP_DTYPES[dtype])
+    if enabled and device.type == "cpu" and dtype == "bfloat16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def uses_grad_scaler(device: torch.device, enabled: bool, dtype: str) -> bool:
+    """Whether loss scaling is needed: float16 autocast on CUDA (bfloat16 has float32's range)."""
+    return enabled and device.type == "cuda" and dtype == "float16"
+
+
+def all_agree(flag: bool, runtime: "Runtime") -> bool:
+    """Whether `flag` holds on every process (a logical AND over ranks; `flag` itself when alone)."""
+    if not runtime.distributed:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return bool(tensor.item())
 
 
 def all_reduce_sum(values: list[float], runtime: Runtime) -> list[float]:

@@ -32,7 +32,10 @@ from cvkd.engine.objective import (
     trainable_streams,
 )
 from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir
-from cvkd.engine.runtime import Runtime, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime
+from cvkd.engine.runtime import (
+    Runtime, all_agree, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime,
+    uses_grad_scaler,
+)
 from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import validate_run_config
 from cvkd.data.lists import VideoList, flip_warning
@@ -106,8 +109,10 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         model.streams[modality].requires_grad_(False)
     if runtime.device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
+    if runtime.device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
     optimizer = build_optimizer(config, objective)
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and runtime.device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(runtime.device, config.amp, config.amp_dtype))
     step_module: nn.Module = objective
     if runtime.distributed:
         step_module = DistributedDataParallel(
@@ -366,17 +371,24 @@ class _Trainer:
         started = time.perf_counter()
         bar = tqdm(parts.train_loader, desc=f"{config.name} epoch {epoch + 1}/{config.optim.epochs}", unit="batch",
                    disable=not parts.progress, leave=False)
+        skipped = in_a_row = 0  # steps skipped for a non-finite loss, in all and in a row
         for step, batch in enumerate(bar):
             labels = batch["label"].to(runtime.device)
             sample = move_sample(batch, parts.train_set.input_keys, runtime.device)
             teacher_logits, teacher_features = teacher_outputs(parts, batch, sample, view_epoch)
-            with autocast(runtime.device, config.amp):
+            with autocast(runtime.device, config.amp, config.amp_dtype):
                 loss, logits, loss_parts = parts.step_module(sample, labels, teacher_logits, teacher_features)
-            if not bool(torch.isfinite(loss.detach())):  # before backward and step: the weights stay as they were
-                raise TrainingError(
-                    f"{config.name}: loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower optim.lr"
-                )
+            if not all_agree(bool(torch.isfinite(loss.detach())), runtime):  # every rank skips together
+                skipped += 1
+                in_a_row += 1
+                if in_a_row >= config.max_nonfinite_steps:
+                    raise TrainingError(
+                        f"{config.name}: the loss was not finite in {in_a_row} steps in a row (last {float(loss.detach())}"
+                        f" at epoch {epoch + 1}, step {step + 1}); lower optim.lr"
+                    )
+                parts.optimizer.zero_grad(set_to_none=True)  # the step is skipped: the weights stay as they were
+                continue
+            in_a_row = 0
             parts.optimizer.zero_grad(set_to_none=True)
             parts.scaler.scale(loss).backward()
             parts.scaler.step(parts.optimizer)
@@ -393,6 +405,7 @@ class _Trainer:
             "train_loss": reduced["loss"] / samples,
             "seconds": elapsed,
             "clips_per_s": reduced["samples"] / max(elapsed, 1e-9),
+            "skipped_steps": skipped,
         }
         for output in outputs:
             row[f"train_acc_{output}"] = 100.0 * reduced[f"correct_{output}"] / samples

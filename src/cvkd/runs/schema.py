@@ -146,8 +146,13 @@ class RunConfig:
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True  # mixed precision: float16 on CUDA (with a GradScaler); bfloat16 on CUDA or CPU with amp_dtype
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"  # bfloat16 needs no GradScaler (Ampere and newer, CPUs)
     channels_last: bool = True  # on CUDA
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels for the fixed input sizes (CUDA only)
+    # Steps whose loss is not finite are skipped (the weights stay as they were) and counted in the log; this many in a
+    # row stop the run with one line (a float16 overflow is rare and passes; a diverged run does not)
+    max_nonfinite_steps: int = 20
     log_every: int = 20  # batches between progress-bar updates of the loss
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

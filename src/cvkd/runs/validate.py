@@ -80,6 +80,7 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     data, optim, distill = config.data, config.optim, config.distill
     _integer("seed", config.seed, 0, MAX_SEED)
     _integer("log_every", config.log_every, 1)
+    _integer("max_nonfinite_steps", config.max_nonfinite_steps, 1)
     _integer("data.segments", data.segments, 1)
     _integer("data.val_segments", data.val_segments, 1)
     _integer("data.crop_size", data.crop_size, 1)
