@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvkd.commands.train import add_run_arguments, load_run_config, train_and_report
+from cvkd.commands.train import add_run_arguments, load_run_config, print_config, train_and_report
 from cvkd.errors import ConfigError
 
 
@@ -18,6 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Distil and print where the run is."""
     config = load_run_config(args)
+    if args.print_config:
+        return print_config(config)
     if not config.distill.teachers:
         raise ConfigError("distill.teachers is empty: name the teacher runs (RUN, RUN:stream or RUN:fused)")
     return train_and_report(config, args)

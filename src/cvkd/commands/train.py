@@ -24,6 +24,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 data.root=data/synth")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print every key of the resolved config with its default and meaning, and exit")
 
 
 def load_run_config(args: argparse.Namespace) -> RunConfig:
@@ -37,8 +39,20 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train and print where the run is."""
-    return train_and_report(load_run_config(args), args)
+    """Train and print where the run is (or, with --print-config, the resolved config)."""
+    config = load_run_config(args)
+    if args.print_config:
+        return print_config(config)
+    return train_and_report(config, args)
+
+
+def print_config(config: RunConfig) -> int:
+    """Print every key of `config`: `key: value  (default X)  # description`."""
+    from cvkd.runs.describe import describe_config
+
+    for line in describe_config(config):
+        print(line.render())
+    return 0
 
 
 def train_and_report(config: RunConfig, args: argparse.Namespace) -> int:

@@ -14,12 +14,12 @@ class DataConfig:
     """Where the videos are and how samples are drawn from them."""
 
     root: str = ""  # a cvkd dataset folder: classes.txt and <split>.csv (written by `cvkd synth` / `cvkd prepare`)
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
+    train_split: str = "train"  # the list trained on (<root>/<split>.csv)
+    val_split: str = "val"  # the list that chooses best.pt (absent: no validation)
+    test_split: str = "test"  # the list `cvkd test` scores by default
     segments: int = 3  # TSN segments per training sample
     val_segments: int = 5  # cheaper validation protocol: centre frames, one centre crop
-    crop_size: int = 224
+    crop_size: int = 224  # side of the square crop every stream sees, pixels
     batch_size: int = 32  # global batch, split over processes
     workers: int = 2  # data-loader processes per training process
     accumulate: bool = True  # accumulate MV/residual back to the I-frame (CoViAR)
@@ -44,7 +44,7 @@ class DataConfig:
     # flip_label_map ({swipe_left: swipe_right}; the reverse is implied): a mirrored training sample then carries the
     # mapped label, and the ten-crop test takes its five mirrored crops unmirrored.
     flip: bool = True
-    flip_label_map: dict[str, str] = field(default_factory=dict)
+    flip_label_map: dict[str, str] = field(default_factory=dict)  # class -> the class its mirror image shows
     allow_empty_classes: bool = False  # train although some class has no training video on disk (else refused)
 
     def rendering(self, train: bool) -> Rendering:
@@ -80,7 +80,7 @@ class ModelConfig:
 
     streams: dict[str, str] = field(default_factory=lambda: {"iframe": "resnet18"})  # modality -> backbone
     pretrained: str | None = None  # None, "imagenet" or a local torchvision state_dict
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout before each stream's classifier
     fusion_weights: dict[str, float] = field(default_factory=dict)  # stream -> weight; unnamed streams keep 2:1:1
     init: dict[str, str] = field(default_factory=dict)  # modality -> run dir or checkpoint to copy that stream from
     frozen: list[str] = field(default_factory=list)  # streams kept as initialised (e.g. reused teacher streams)
@@ -96,13 +96,13 @@ class ModelConfig:
 class OptimConfig:
     """CoViAR's recipe: Adam, per-layer learning-rate multipliers, step decay."""
 
-    lr: float = 1e-3
+    lr: float = 1e-3  # Adam's base learning rate (times the layer multipliers)
     epochs: int = 10
     val_every: int = 1  # validate (and pick best.pt) after every N-th epoch and after the last one
     lr_steps: list[int] = field(default_factory=list)  # epochs at which the learning rate is multiplied by lr_decay
-    lr_decay: float = 0.1
-    weight_decay: float = 1e-4
-    eps: float = 1e-3
+    lr_decay: float = 0.1  # multiplier applied at each of lr_steps
+    weight_decay: float = 1e-4  # Adam's L2 weight decay
+    eps: float = 1e-3  # Adam's epsilon (CoViAR: 1e-3)
     # "coviar": classifier x1, first conv / input BN x0.1 (MV, residual), rest x0.01 (for ImageNet-initialised nets);
     # "uniform": every layer at lr (for networks trained from scratch, e.g. on the synthetic benchmark offline).
     layer_lr: Literal["coviar", "uniform"] = "coviar"
@@ -118,11 +118,11 @@ class DistillConfig:
     """Knowledge distillation: which teachers, which strategy, and whether to cache teacher outputs."""
 
     teachers: list[str] = field(default_factory=list)  # RUN, RUN:stream or RUN:fused
-    strategy: str = "none"
+    strategy: str = "none"  # none, kd or a multi-teacher strategy (docs/strategies.md)
     params: dict[str, Any] = field(default_factory=dict)  # strategy hyper-parameters (temperature, alpha, ...)
     cache: bool = False  # precompute teacher logits for a fixed set of views per video
     cache_views: int = 4  # views per video in the cache
-    teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"  # precision of live teachers' forward pass
     # a fused teacher (RUN:fused) teaches its 2:1:1 sum divided by the sum of its fusion weights (False: the raw sum)
     normalise_fused: bool = False
     # student output (a stream, or "fused": adds a term on its 2:1:1 fused logits) -> the teachers it learns from
@@ -142,9 +142,9 @@ class DistillConfig:
 class RunConfig:
     """Everything one training or distillation run needs; written next to its outputs as config.yaml."""
 
-    name: str = "run"
-    output_dir: str = "runs"
-    seed: int = 0
+    name: str = "run"  # the run folder's name under output_dir
+    output_dir: str = "runs"  # where run folders are created
+    seed: int = 0  # initial weights, sampled views and shuffling follow it
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     amp: bool = True  # mixed precision: float16 on CUDA (with a GradScaler); bfloat16 on CUDA or CPU with amp_dtype
     amp_dtype: Literal["float16", "bfloat16"] = "float16"  # bfloat16 needs no GradScaler (Ampere and newer, CPUs)
