@@ -37,3 +37,13 @@ def test_every_schema_key_is_printed_once_in_order(capsys):
 def test_distill_prints_the_config_without_needing_teachers(capsys):
     assert main(["distill", "distill.strategy=kd", "--print-config"]) == 0
     assert 'distill.strategy: "kd"  (default "none")' in capsys.readouterr().out
+
+
+def test_built_in_recipes_are_addressed_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the recipes come from the installed package
+    for name, run in (("ucf101/mv", "ucf101_mv"), ("hmdb51/student_mkd.yaml", "hmdb51_student_mkd"),
+                      ("synthetic/teachers", "synth_teachers")):
+        assert main(["train", name, "--print-config"]) == 0
+        assert capsys.readouterr().out.startswith(f'name: "{run}"')
+    assert main(["train", "ucf101/nonexistent"]) == 2
+    assert "ucf101/nonexistent: config file not found" in capsys.readouterr().err

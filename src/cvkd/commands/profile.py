@@ -76,7 +76,9 @@ def load_model(source: str, classes: int | None, weights: bool) -> NamedModel:
 
     from cvkd.runs.folder import build_model, load_run
 
-    path = Path(source)
+    from cvkd.commands.train import resolve_recipe
+
+    path = Path(resolve_recipe(source))
     if path.suffix.lower() not in CONFIG_SUFFIXES:
         loaded = load_run(path, "cpu")
         return NamedModel(loaded.model, f"{source} (run {loaded.config.name}, epoch {loaded.epoch + 1})",

@@ -20,7 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by `train` and `distill`."""
-    parser.add_argument("config", nargs="?", default=None, help="YAML recipe (see configs/); omit to use defaults")
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML recipe: a file, or a built-in one by name (ucf101/mv, hmdb51/student_mkd, "
+                             "synthetic/teachers; see configs/); omit to use defaults")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 data.root=data/synth")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -33,6 +35,8 @@ def load_run_config(args: argparse.Namespace) -> RunConfig:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # only overrides were given
         config, overrides = None, [config, *overrides]
+    if config is not None:
+        config = resolve_recipe(config)
     from cvkd.runs.validate import validate_run_config
 
     return validate_run_config(load_config(RunConfig, config, overrides))
@@ -53,6 +57,17 @@ def print_config(config: RunConfig) -> int:
     for line in describe_config(config):
         print(line.render())
     return 0
+
+
+def resolve_recipe(name: str) -> str:
+    """A config path as given, or a built-in recipe by name when no such file exists: `ucf101/mv`, `hmdb51/student_mkd`,
+    `synthetic/teachers` (with or without `.yaml`), shipped with the package."""
+    from cvkd.recipes import recipe_path
+
+    if Path(name).exists():
+        return name
+    built_in = recipe_path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return str(built_in) if built_in.is_file() else name
 
 
 def train_and_report(config: RunConfig, args: argparse.Namespace) -> int:
