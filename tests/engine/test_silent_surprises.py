@@ -66,3 +66,15 @@ def test_profile_counts_a_run_at_its_own_crop(tiny, capsys):
     at_224 = json.loads(capsys.readouterr().out)["models"][0]
     assert own["crop"] == 48 and at_224["crop"] == 224
     assert own["macs_per_gop_frame"] < at_224["macs_per_gop_frame"]
+
+
+def test_checkpoints_follow_the_policy(tiny, monkeypatch):
+    """last.pt every checkpoint_every epochs and at the end; best.pt only after a validation (none here: at the end)."""
+    from cvkd.engine import train as train_module
+    written = []
+    real = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda state, path: (written.append((state["epoch"] + 1,
+                                                                                              path.name)),
+                                                                            real(state, path)))
+    tiny.train("policy", "optim.epochs=5", "optim.checkpoint_every=2", "data.val_split=none")
+    assert written == [(2, "last.pt"), (4, "last.pt"), (5, "best.pt"), (5, "last.pt")]

@@ -447,8 +447,11 @@ class _Trainer:
             "best_val": self.best_val,
             "history": [json.dumps(r) for r in self.history],
         }
-        if improved or parts.val_loader is None:  # the weights and what reads them; resuming needs last.pt only
+        last_epoch = epoch + 1 == self.config.optim.epochs
+        if improved or (parts.val_loader is None and last_epoch):  # best.pt only from a validation (or the end)
             save_checkpoint({key: value for key, value in state.items() if key not in RESUME_ONLY}, self.out / BEST)
+        if not (last_epoch or improved or (epoch + 1) % self.config.optim.checkpoint_every == 0):
+            return  # no checkpoint this epoch: log and summary stay with the last one, so a resume agrees with them
         save_checkpoint(state, self.out / LAST)
         atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
         atomic_write_json(self.out / SUMMARY_FILE, {

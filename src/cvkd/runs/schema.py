@@ -99,6 +99,10 @@ class OptimConfig:
     lr: float = 1e-3  # Adam's base learning rate (times the layer multipliers)
     epochs: int = 10
     val_every: int = 1  # validate (and pick best.pt) after every N-th epoch and after the last one
+    # write last.pt (with log.jsonl and summary.json) after every N-th epoch, after an improving validation and after
+    # the last epoch; a killed run resumes from the last one written. best.pt is written only after a validation
+    # that improved (without a validation split: after the last epoch)
+    checkpoint_every: int = 1
     lr_steps: list[int] = field(default_factory=list)  # epochs at which the learning rate is multiplied by lr_decay
     lr_decay: float = 0.1  # multiplier applied at each of lr_steps
     weight_decay: float = 1e-4  # Adam's L2 weight decay

@@ -88,6 +88,7 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     _integer("data.workers", data.workers, 0, MAX_WORKERS)
     _integer("optim.epochs", optim.epochs, 1)
     _integer("optim.val_every", optim.val_every, 1)
+    _integer("optim.checkpoint_every", optim.checkpoint_every, 1)
     for index, step in enumerate(optim.lr_steps):
         _integer(f"optim.lr_steps[{index}]", step, 1, optim.epochs)
     _real("optim.lr", optim.lr, positive=True)
