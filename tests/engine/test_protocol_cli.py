@@ -51,3 +51,18 @@ def test_cvkd_test_on_a_missing_run_is_one_line(tmp_path, capsys):
     assert main(["test", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nothing" in err
+
+
+def test_cvkd_test_json_has_each_class_accuracy(teacher_run, data_root, capsys):
+    assert main(["test", str(teacher_run), "--segments", "2", "--crops", "1", "--workers", "0", "--json",
+                 "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    classes = (data_root / "classes.txt").read_text().split()
+    rows = [line.split(",") for line in (data_root / "test.csv").read_text().splitlines()[1:]]
+    for key in ("iframe", "mv", "residual", "fused"):
+        per_class = report[key]["per_class"]
+        assert list(per_class) == classes
+        # Each class's share of right videos, weighted by its videos, gives back the overall top-1.
+        counts = [sum(1 for _, label in rows if int(label) == c) for c in range(len(classes))]
+        overall = sum(per_class[name] * count for name, count in zip(classes, counts)) / sum(counts)
+        assert overall == pytest.approx(report[key]["top1"])

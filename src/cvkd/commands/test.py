@@ -33,6 +33,15 @@ def format_metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def per_class(report, key: str) -> dict[str, float | None]:
+    """Top-1 of each class's test videos for one stream (or the fused model), by class name."""
+    from cvkd.scores.metrics import per_class_accuracy
+
+    score_set = report.scores[key]
+    names = report.class_names or tuple(str(c) for c in range(score_set.scores.shape[1]))
+    return dict(zip(names, per_class_accuracy(score_set.scores, score_set.labels)))
+
+
 def run(args: argparse.Namespace) -> int:
     """Test and print the metrics table."""
     from cvkd.engine.protocol import check_segments, evaluate_run
@@ -48,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
         report.files.append(plot_evaluation_confusion(report, args.plots / "confusion.png"))
     if args.json:
-        print(json.dumps({key: m.as_dict() for key, m in report.metrics.items()}))
+        print(json.dumps({key: {**m.as_dict(), "per_class": per_class(report, key)} for key, m in report.metrics.items()}))
     else:
         print(format_metrics_table(report.metrics))
         for path in report.files:

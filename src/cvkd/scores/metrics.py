@@ -78,6 +78,13 @@ def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray, num_classes: int
     return float(recalls.mean() * 100.0)
 
 
+def per_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> list[float | None]:
+    """Top-1 accuracy (%) of each class's videos, in class order; None for a class with no video."""
+    scores, labels = _check(scores, labels)
+    right = predictions(scores) == labels
+    return [float(right[labels == c].mean() * 100.0) if (labels == c).any() else None for c in range(scores.shape[1])]
+
+
 def summarize(scores: np.ndarray, labels: np.ndarray) -> Metrics:
     """Top-1, top-5 (top-min(5, C)) and mean class accuracy of (N, C) scores, in percent."""
     scores, labels = _check(scores, labels)
