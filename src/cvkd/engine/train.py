@@ -17,6 +17,8 @@ from cvkd.config import config_to_dict, load_config, save_config
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
+from cvkd.modalities import resolve_fusion_weights
+from cvkd.scores.fusion import search_weights
 from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
 from cvkd.engine.routes import resolve_routes, teacher_routes
 from cvkd.engine.teachers import TeacherSet
@@ -424,8 +426,20 @@ class _Trainer:
             description=f"{self.config.name} validate",
         )
         row = {f"val_top1_{key}": top_k_accuracy(s.scores, s.labels, 1) for key, s in scores.items()}
+        if self.config.model.fusion_search and len(parts.model.modalities) > 1:
+            row.update(self._search_fusion(scores))
         row["val_top1"] = row[f"val_top1_{FUSED}"]
         return row
+
+    def _search_fusion(self, scores: dict) -> dict:
+        """Choose the fusion weights on these validation scores (cvkd fuse --search's grid) and use them from now on:
+        in the model, in the config its checkpoints carry, and in the row (the fused accuracy with them)."""
+        model = self.parts.model
+        weights, accuracy = search_weights([scores[modality] for modality in model.modalities])
+        chosen = dict(zip(model.modalities, (float(weight) for weight in weights)))
+        model.fusion_weights = resolve_fusion_weights(model.modalities, chosen)
+        self.config.model.fusion_weights = chosen
+        return {f"val_top1_{FUSED}": accuracy, "fusion_weights": chosen}
 
     def _save(self, epoch: int, row: dict) -> None:
         # Every process tracks the best score (the row is the same everywhere), so each returns the same TrainResult.

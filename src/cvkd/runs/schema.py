@@ -82,6 +82,9 @@ class ModelConfig:
     pretrained: str | None = None  # None, "imagenet" or a local torchvision state_dict
     dropout: float = 0.0  # dropout before each stream's classifier
     fusion_weights: dict[str, float] = field(default_factory=dict)  # stream -> weight; unnamed streams keep 2:1:1
+    # choose the fusion weights at every validation by cvkd fuse --search's grid on the validation scores; the chosen
+    # weights go into that epoch's checkpoints (test, predict and export use them) and the log (fusion_weights)
+    fusion_search: bool = False
     init: dict[str, str] = field(default_factory=dict)  # modality -> run dir or checkpoint to copy that stream from
     frozen: list[str] = field(default_factory=list)  # streams kept as initialised (e.g. reused teacher streams)
     # "shared": streams naming the same backbone run one trunk (own stem, norms and classifier each; one small network
