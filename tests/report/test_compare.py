@@ -386,3 +386,13 @@ def test_rows_sharing_a_label_are_named_after_their_first_run():
     rows[1].runs, rows[2].runs = ["compact"], ["paper"]
     comparison = build_comparison(rows, Protocol(), 224, 12)
     assert [row.variant for row in comparison.rows] == ["CoViAR teacher", "mkd [compact]", "mkd [paper]"]
+
+
+def test_primary_and_pair_options_parse_claims():
+    from cvkd.commands.compare import _claim, _pair
+    assert _claim("several teachers teach better than one=streams:kd") == __import__(
+        "cvkd.report.differences", fromlist=["Claim"]).Claim("several teachers teach better than one", "streams", "kd")
+    assert _claim("streams:teacher").name == "streams vs teacher"
+    assert _pair("a:b", "--pair") == ("a", "b")
+    with pytest.raises(ConfigError, match="expected ROW:BASELINE"):
+        _pair("a-b", "--pair")

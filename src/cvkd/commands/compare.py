@@ -34,9 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="time one sample of each model on the CPU (default on)")
     parser.add_argument("--gop", type=int, default=12, help="GOP size of the GOP-weighted compute (default 12)")
-    parser.add_argument("--primary", action="append", default=None, metavar="ROW:BASELINE",
-                        help="a claim's primary comparison, by run name (any seed's) or `teacher`; repeatable "
-                             "(default: the first multi-teacher row vs the first single-teacher row, and vs teacher)")
+    parser.add_argument("--primary", action="append", default=None, metavar="[CLAIM=]ROW:BASELINE",
+                        help="a claim's primary comparison, by run name (any seed's) or `teacher`, optionally named "
+                             "('several teachers teach better than one=RUN_A:RUN_B'); repeatable (default: the first "
+                             "multi-teacher row vs the first single-teacher row, and vs teacher)")
     parser.add_argument("--pair", action="append", default=[], metavar="ROW:BASELINE",
                         help="one more (secondary, Holm-corrected) comparison, e.g. two multi-teacher rows; repeatable")
     parser.add_argument("--data-root", default=None, help="dataset folder, if not the one the runs were trained on")
@@ -53,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from cvkd.engine.protocol import Protocol
     from cvkd.report.compare import CompareSettings, compare_runs
     from cvkd.report.compare_output import format_markdown, write_outputs
-    from cvkd.report.differences import Claim
 
     for option in ("segments", "gop", "batch_size"):
         if getattr(args, option) < 1:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=Protocol(args.split, args.segments, args.crops), data_root=args.data_root, latency=args.latency,
         gop=args.gop, batch_size=args.batch_size, workers=args.workers, device=args.device,
         progress=not args.no_progress, reuse=not args.refresh,
-        claims=None if args.primary is None else tuple(Claim(text, *_pair(text, "--primary")) for text in args.primary),
+        claims=None if args.primary is None else tuple(_claim(text) for text in args.primary),
         pairs=tuple(_pair(text, "--pair") for text in args.pair),
     )
     comparison = compare_runs(args.students, args.teacher, settings)
@@ -79,3 +79,12 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(part.strip() for part in parts):
         raise ConfigError(f"{option} {text!r}: expected ROW:BASELINE (run names or `teacher`)")
     return parts[0].strip(), parts[1].strip()
+
+
+def _claim(text: str):
+    """`[CLAIM=]ROW:BASELINE` as a Claim (named after its pair when no name is given)."""
+    from cvkd.report.differences import Claim
+
+    name, _, pair = text.rpartition("=")
+    row, baseline = _pair(pair, "--primary")
+    return Claim(name.strip() or f"{row} vs {baseline}", row, baseline)
