@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from cvkd.fileio import make_folder
     from cvkd.inference.onnx_export import export_run
 
+    from cvkd.runs.checkpoint import resolve_checkpoint
+
+    resolve_checkpoint(args.run_path)  # a bad run is said before any folder is made for its export
     make_folder(Path(args.onnx).parent)  # created like every other command's output folder; one line if it cannot be
     report = export_run(args.run_path, args.onnx, segments=args.segments, check=args.check, exporter=args.exporter)
     spec = report.spec
