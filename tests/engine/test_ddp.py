@@ -104,3 +104,17 @@ def test_distributed_validation_scores_every_video_once(runs, read_log) -> None:
                             run.class_names, progress=False)["fused"]
     assert len(scores.labels) == VAL_VIDEOS
     assert top_k_accuracy(scores.scores, scores.labels, 1) == pytest.approx(logged)
+
+
+def test_ranks_that_do_not_share_the_run_folder_are_refused_in_one_line(data_root, tiny, run_command) -> None:
+    worker = Path(__file__).with_name("ddp_split_folder_worker.py")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}", str(worker), *tiny.overrides("split", "optim.epochs=1"),
+    ]
+    finished = run_command(command, tiny.output_dir.parent)
+    assert finished.returncode != 0  # and it ended: no rank waits forever for the other
+    lines = [line for line in finished.stdout.splitlines() if line.startswith("rank ")]
+    assert sorted(line.split(":")[0] for line in lines) == ["rank 0", "rank 1"]
+    assert all("not every rank sees the run folder rank 0 writes" in line for line in lines)
+    assert not (tiny.output_dir / "split" / "last.pt").exists()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -297,6 +299,26 @@ def start_epoch(parts: RunParts, epoch: int) -> tuple[float, int]:
     return lr, view_epoch
 
 
+def check_shared_folder(out: Path, runtime: Runtime) -> None:
+    """Under DDP every rank must see the run folder rank 0 writes (one file system shared by every node): rank 0
+    writes a marker with a token it broadcasts, every rank looks for it, and all stop with one line unless all see
+    it (ranks that found no last.pt would start from their own weights and the replicas would diverge or hang)."""
+    if not runtime.distributed:
+        return
+    token = [secrets.token_hex(8) if runtime.is_main else None]
+    dist.broadcast_object_list(token, src=0)
+    marker = out / f".cvkd-shared-{token[0]}"
+    if runtime.is_main:
+        marker.write_text(str(runtime.world_size))
+    barrier(runtime)
+    seen = all_agree(marker.is_file(), runtime)
+    if runtime.is_main:
+        marker.unlink(missing_ok=True)
+    if not seen:
+        raise TrainingError(f"{out}: not every rank sees the run folder rank 0 writes; training on several machines "
+                            "needs output_dir on a file system every node shares")
+
+
 def teacher_outputs(parts: RunParts, batch: dict, sample: dict, view_epoch: int):
     """Teacher logits (and features, when a term needs them) for one batch: live, or from the cache's view."""
     if parts.teachers is None:
@@ -350,6 +372,7 @@ class _Trainer:
                 raise CheckpointError(f"{self.out}: run folder already holds checkpoints; resume it or use another name")
             for name in (LAST, BEST, LOG_FILE, SUMMARY_FILE, CONFIG_FILE):  # debris of writes a kill interrupted
                 remove_leftovers(self.out / name)
+        check_shared_folder(self.out, self.runtime)  # before resuming: every rank must read the same last.pt
         if resume:
             self._resume()  # before writing config.yaml: a refused resume leaves the run folder as it was
         if self.runtime.is_main:
