@@ -228,3 +228,12 @@ def test_a_frame_decoding_out_of_place_is_an_error_not_a_mislabelled_frame(squar
     with pytest.raises(VideoError, match=r"frame 3 decodes with timestamp .* the index has"):
         video.load(5, "rgb")
     assert video.load(2, "rgb").shape == (video.height, video.width, 3)  # frames before it still read
+
+
+def test_the_codec_table_decides_what_is_read_natively():
+    from cvkd.codec.capabilities import UNKNOWN_REFERENCES, codec_capabilities
+    h264, mpeg4, hevc = (codec_capabilities(name) for name in ("h264", "mpeg4", "hevc"))
+    assert h264.motion_vectors and h264.b_frame_vectors and not h264.vop_headers
+    assert mpeg4.motion_vectors and not mpeg4.b_frame_vectors and mpeg4.vop_headers
+    assert not hevc.motion_vectors and hevc.name == "hevc"  # a codec the table does not list can do nothing
+    assert mpeg4.reference_count(b"anything") == 1 and h264.reference_count(None) == UNKNOWN_REFERENCES

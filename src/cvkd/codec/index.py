@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 
 import av
 
+from cvkd.codec.capabilities import codec_capabilities
 from cvkd.codec.vop import last_vop, time_increment_bits, time_resolution, uneven_step, vop_header_is_whole, vop_time
 from cvkd.errors import ConfigError, CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
@@ -195,9 +196,10 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
     with container:
         stream = first_video_stream(container, path)
         codec = stream.codec_context.name
+        headers = codec_capabilities(codec).vop_headers
         notes = ScanNotes()
         try:
-            if codec != "mpeg4":
+            if not headers:
                 types, pts = _scan_by_decoding(container, stream, notes)
             else:
                 types, pts = _scan_mpeg4_packets(container, stream, notes)
@@ -224,7 +226,7 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
     if format_name in _RAW_FORMATS and notes.packets != len(types):
         raise VideoError(path, f"damaged: its {notes.packets} packets hold {len(types)} pictures, so a picture cannot "
                                "be found by counting packets (a damaged or headless raw stream?); re-encode it")
-    if codec == "mpeg4" and "B" not in types and format_name in _RAW_FORMATS:
+    if headers and "B" not in types and format_name in _RAW_FORMATS:
         _check_last_gop_decodes(path, types)
         _check_even_timing(path, notes.vop_heads)
     starts = tuple(i for i, kind in enumerate(types) if kind == "I")

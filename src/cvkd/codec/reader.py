@@ -14,14 +14,13 @@ import numpy as np
 from cvkd.codec.index import (
     VideoIndex, decode_packets, first_video_stream, index_video, open_video, packets_from_start,
 )
-from cvkd.codec.h264 import max_reference_frames
+from cvkd.codec.capabilities import codec_capabilities
 from cvkd.codec.motion import OUTSIDE_RULES, BlockMotion, MotionTrace, block_motion, reference_errors, residual
 from cvkd.codec.support import unsupported_reason
 from cvkd.errors import UnsupportedVideoError, VideoError
 from cvkd.modalities import SPECS
 
 REPRESENTATIONS = tuple(spec.representation for spec in SPECS.values())
-_UNKNOWN_REFERENCES = 4  # reference pictures assumed when an H.264 stream's SPS cannot be read
 _LUMA_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"}
 
 
@@ -211,12 +210,11 @@ class CompressedVideo:
         return next((p for p in range(position + 1, len(types)) if types[p] != "B"), None)
 
     def _reference_count(self) -> int:
-        """How many reference pictures a past vector may point to (1 but for H.264)."""
-        if self.index.codec != "h264":
-            return 1
+        """How many reference pictures a past vector may point to (the codec table's rule; 1 but for H.264)."""
         if self._references is None:
-            stream = self._open()[1]
-            self._references = max_reference_frames(stream.codec_context.extradata) or _UNKNOWN_REFERENCES
+            codec = codec_capabilities(self.index.codec)
+            extradata = self._open()[1].codec_context.extradata if codec.references else None
+            self._references = codec.reference_count(extradata)
         return self._references
 
     def _decode_frames(

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+from cvkd.codec.capabilities import CODECS, codec_capabilities
 from cvkd.codec.index import VideoIndex
 
-# Decoders that export block motion vectors with `flags2=+export_mvs` (HEVC, VP9 and AV1 export none). Of these only
-# H.264 exports B-frame vectors: the MPEG-1/2/4 decoders export zero vectors for B-frames (checked on PyAV's FFmpeg).
-MOTION_VECTOR_CODECS = frozenset({
-    "h264", "mpeg4", "mpeg1video", "mpeg2video", "h263", "h263p", "flv1", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3",
-    "msmpeg4", "wmv1", "wmv2",  # FFmpeg's MPEG-video family: one motion-vector export for all
-})
+MOTION_VECTOR_CODECS = frozenset(name for name, codec in CODECS.items() if codec.motion_vectors)
 
 _REENCODE = "re-encode it with `cvkd reencode` (`cvkd prepare` and `cvkd predict` re-encode such videos themselves)"
 
 
 def unsupported_reason(index: VideoIndex) -> str | None:
     """One line saying why the reader cannot read `index`'s video natively, or None when it can."""
-    if index.codec not in MOTION_VECTOR_CODECS:
+    codec = codec_capabilities(index.codec)
+    if not codec.motion_vectors:
         return f"codec {index.codec} exports no motion vectors; {_REENCODE}"
-    if index.codec != "h264" and index.has_b_frames:
+    if index.has_b_frames and not codec.b_frame_vectors:
         return f"{index.codec} B-frames export no usable motion vectors (FFmpeg gives zeros); {_REENCODE}"
     return None
 
