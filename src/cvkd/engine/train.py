@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cvkd.config import config_to_dict, load_config, save_config
+from cvkd.config import config_to_dict, save_config
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
@@ -35,15 +35,15 @@ from cvkd.engine.objective import (
     set_learning_rate,
     trainable_streams,
 )
-from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir
+from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir, saved_config
 from cvkd.engine.runtime import (
     Runtime, all_agree, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime,
     uses_grad_scaler,
 )
 from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import validate_run_config
-from cvkd.data.lists import VideoList, flip_warning
-from cvkd.errors import CheckpointError, ConfigError, CvkdError, DatasetError, TrainingError
+from cvkd.data.lists import VideoList, flip_warning, missing_videos
+from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
@@ -168,7 +168,8 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
 def _check_every_class_has_videos(train_list: VideoList, allowed: bool) -> None:
     """A class without one training video on disk is refused (a model would learn never to predict it), unless
     data.allow_empty_classes says so; then a warning line names them."""
-    present = {label for relative, label in train_list if (train_list.root / relative).is_file()}
+    missing = set(missing_videos(train_list))
+    present = {label for relative, label in train_list if relative not in missing}
     empty = [name for label, name in enumerate(train_list.classes) if label not in present]
     if not empty:
         return
@@ -201,14 +202,10 @@ def frozen_rendering_notes(config: RunConfig) -> list[str]:
     notes = []
     for modality in config.model.frozen:
         source = config.model.init.get(modality)
-        folder = Path(source) if source else None
-        if folder is None:
+        saved = saved_config(source) if source else None
+        if saved is None:
             continue
-        folder = folder.parent if folder.suffix == ".pt" else folder
-        try:
-            own = load_config(RunConfig, folder / CONFIG_FILE).data
-        except (OSError, CvkdError):
-            continue
+        own = saved.data
         if (own.mv_resize, own.outside) != (config.data.mv_resize, config.data.outside):
             notes.append(f"note: frozen stream {modality} comes from {source}, trained with data.mv_resize="
                          f"{own.mv_resize}, data.outside={own.outside}; this run feeds it {config.data.mv_resize}, "

@@ -8,10 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from cvkd.config import config_to_dict, load_config
+from cvkd.config import config_to_dict
 from cvkd.engine.teachers import split_spec
-from cvkd.errors import CvkdError
-from cvkd.runs.folder import CONFIG_FILE, SUMMARY_FILE
+from cvkd.runs.folder import SUMMARY_FILE, saved_config
 from cvkd.runs.schema import RunConfig
 from cvkd.models.registry import MODALITIES
 
@@ -105,13 +104,8 @@ def _run_identity(spec: str) -> str:
     """A run named in a config (`RUN[:output]`) as seeds see it: its seed-free config and output when the run's
     folder holds a readable config, else the spec itself."""
     run, output = split_spec(spec)
-    folder = Path(run)
-    folder = folder.parent if folder.suffix == ".pt" else folder
-    try:
-        config = load_config(RunConfig, folder / CONFIG_FILE)
-    except (OSError, CvkdError):
-        return spec
-    return json.dumps([seed_free_config(config), output], sort_keys=True)
+    config = saved_config(run)
+    return spec if config is None else json.dumps([seed_free_config(config), output], sort_keys=True)
 
 
 def group_by_seed(items: Sequence[T], config_of: Callable[[T], RunConfig]) -> list[list[T]]:

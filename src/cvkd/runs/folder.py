@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from cvkd.config import config_from_dict
+from cvkd.config import config_from_dict, load_config
 from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
 from cvkd.runs.schema import RunConfig
 from cvkd.fileio import update_digest
@@ -67,6 +67,16 @@ def build_model(config: RunConfig, num_classes: int, pretrained: bool = True) ->
         model = share_trunk(model)
         check_whole_stream_options(model, model_cfg.frozen, model_cfg.init)
     return model
+
+
+def saved_config(run_or_checkpoint: str | os.PathLike) -> RunConfig | None:
+    """The config.yaml a run folder (or the folder of a checkpoint file) holds, or None when there is none readable."""
+    folder = Path(run_or_checkpoint)
+    folder = folder.parent if folder.suffix == ".pt" else folder
+    try:
+        return load_config(RunConfig, folder / CONFIG_FILE)
+    except (OSError, CvkdError):
+        return None
 
 
 def load_run(run_or_checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedRun:
