@@ -99,12 +99,43 @@ def test_two_teachers_closed_form_and_box():
     assert_close(aekd_weights(collinear, 1.0, normalise_gradients=True), [0.75, 0.25], atol=1e-12)  # 1/1 : 1/3
 
 
-def test_infeasible_box_is_refused():
-    with pytest.raises(ConfigError, match="'aekd'.*max_weight"):
-        create_strategy("aekd", 3, max_weight=0.3)
-    with pytest.raises(ConfigError, match="'aekd'"):
-        create_strategy("aekd", 1)  # default C = 0.6 < 1/1
-    assert create_strategy("aekd", 1, max_weight=1.0).max_weight == 1.0
+def authors_box(tolerance: float, num_teachers: int) -> float:
+    """The bound on each weight by the authors' definition: nu = 1/(C K), clamped by `find_optimal_svm` (nu > 1 -> 1,
+    nu < 1/m -> 1/m); libsvm's one-class duals are 0 <= a_k <= 1 with sum a = nu K, and the weights are a / (K nu)."""
+    nu = 1.0 / (tolerance * num_teachers)
+    nu = 1.0 if nu > 1 else 1.0 / num_teachers if nu < 1.0 / num_teachers else nu
+    return 1.0 / (num_teachers * nu)
+
+
+@pytest.mark.parametrize("tolerance", [0.3, 0.2, 2.0, 0.5])
+def test_the_tolerance_is_clamped_as_the_authors_clamp_nu(tolerance):
+    student, teachers = random_batch(1)
+    box = authors_box(tolerance, 3)
+    expected = brute_force_weights(reference_gradients(student, teachers, 4.0), box)
+    weights = create_strategy("aekd", 3, max_weight=tolerance).teacher_weights(_inputs(student, teachers)).double()
+    assert_close(weights, expected, rtol=0, atol=1e-6)
+    if tolerance * 3 < 1:  # nu clamped to 1: every weight 1/K
+        assert_close(weights, np.full(3, 1 / 3), rtol=0, atol=1e-12)
+
+
+def test_a_single_teacher_gets_weight_one_at_the_default_tolerance():
+    student, teachers = random_batch(0)
+    strategy = create_strategy("aekd", 1)  # C = 0.6 < 1/1: nu = 1/0.6 is clamped to 1
+    assert strategy.box_weight == 1.0
+    assert_close(strategy.teacher_weights(_inputs(student, teachers[:1])).double(), [1.0], atol=1e-12)
+
+
+def test_the_authors_preset_is_ce_1_kd_0_9():
+    student, teachers = random_batch(0)
+    labels = torch.zeros(16, dtype=torch.long)
+    preset = create_strategy("aekd", 3, preset="authors")
+    assert (preset.alpha, preset.beta) == (1.0, 0.9)  # train_student.py: -r 1 (CE), -a 0.9 (KD)
+    plain = create_strategy("aekd", 3)(student.float(), teachers.float(), labels)
+    out = preset(student.float(), teachers.float(), labels)
+    assert_close(out.loss, float(plain.ce) + 0.9 * float(plain.soft), rtol=1e-6)
+    assert create_strategy("aekd", 3, preset="authors", beta=0.5).beta == 0.5  # explicit keys win
+    with pytest.raises(ConfigError, match="no preset 'paper'"):
+        create_strategy("aekd", 3, preset="paper")
 
 
 def test_loss_is_the_weighted_sum_of_teacher_kls():

@@ -44,6 +44,15 @@ def min_norm_weights(gram: Tensor, max_weight: float = 1.0, max_steps: int = 10_
     return weights
 
 
+def clamped_box(tolerance: float, num_teachers: int) -> float:
+    """The bound on every weight the authors' SVM imposes: 1/(K nu) with nu = 1/(C K) clamped to [1/K, 1].
+
+    `find_optimal_svm` sets nu to 1 when it exceeds 1 (C K < 1: every weight 1/K, uniform) and to 1/K when it is
+    below 1/K (C > 1: no bound beyond sum w = 1), so the bound is min(max(C, 1/K), 1).
+    """
+    return min(max(tolerance, 1.0 / num_teachers), 1.0)
+
+
 def batch_mean_gradients(teacher_logits: Tensor, student_logits: Tensor, temperature: float) -> Tensor:
     """Per teacher, d/dz_s of the batch-mean T^2 KL(p_k^T || p_s^T) averaged over the batch: (K, C).
 
@@ -75,11 +84,14 @@ class AdaptiveEnsemble(WeightedLossStrategy):
 
     g_k is the gradient of teacher k's batch-mean T^2 KL w.r.t. the student logits, averaged over the batch (one
     C-vector per teacher); w minimises ||sum_k w_k g_k||^2 over w >= 0, sum w = 1, w_k <= `max_weight` (the authors'
-    tolerance C, default 0.6; their nu = 1/(C K)); C K < 1 is refused (no feasible weights). `normalise_gradients`
-    is the authors' `svm_norm` (see `aekd_weights`). The weights are constants of the student's loss.
+    tolerance C, default 0.6; their nu = 1/(C K)). As in their `find_optimal_svm`, nu is clamped to [1/K, 1], so the
+    box in force is `box_weight` = min(max(C, 1/K), 1): C K < 1 gives uniform weights. `normalise_gradients` is the
+    authors' `svm_norm` (see `aekd_weights`). The weights are constants of the student's loss. Preset `authors`: the
+    CE and KD weights of their train_student.py (alpha 1, beta 0.9); cvkd's own default is 1 and 1.
     """
 
     name = "aekd"
+    presets = {"authors": {"alpha": 1.0, "beta": 0.9}}
 
     def __init__(
         self,
@@ -91,11 +103,7 @@ class AdaptiveEnsemble(WeightedLossStrategy):
     ) -> None:
         super().__init__(num_teachers, **common)
         self.max_weight = self.number("max_weight", max_weight, positive=True)
-        if self.max_weight * num_teachers < 1.0 - 1e-9:
-            raise self.config_error(
-                f"max_weight (the tolerance C) times the number of teachers must be >= 1, got {max_weight!r} x "
-                f"{num_teachers} (use max_weight >= {1.0 / num_teachers:.4g})"
-            )
+        self.box_weight = clamped_box(self.max_weight, num_teachers)
         if not isinstance(normalise_gradients, bool):
             raise self.config_error(f"normalise_gradients must be true or false, got {normalise_gradients!r}")
         self.normalise_gradients = normalise_gradients
@@ -103,6 +111,6 @@ class AdaptiveEnsemble(WeightedLossStrategy):
     def teacher_weights(self, inputs: DistillInputs) -> Tensor:
         """The authors' weights (K,) for this batch."""
         gradients = batch_mean_gradients(inputs.teacher_logits, inputs.student_logits, self.temperature)
-        weights = aekd_weights(gradients.cpu(), self.max_weight, self.normalise_gradients)
+        weights = aekd_weights(gradients.cpu(), self.box_weight, self.normalise_gradients)
         logits = inputs.student_logits
         return weights.to(dtype=logits.dtype, device=logits.device)

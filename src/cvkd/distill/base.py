@@ -93,6 +93,8 @@ class DistillStrategy(nn.Module):
     name: ClassVar[str] = ""
     uses_teachers: ClassVar[bool] = True
     supports_features: ClassVar[bool] = False
+    presets: ClassVar[dict[str, dict[str, object]]] = {}
+    """Named sets of hyper-parameters (`distill.params={preset: NAME}`), e.g. a paper's own defaults; explicit keys win."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from cvkd.distill.base import DistillInputs, DistillTerms
 from cvkd.distill.basic import WeightedLossStrategy
-from cvkd.distill.features import adapt_to_teachers, build_adapters, map_mse_per_sample
+from cvkd.distill.features import POOLINGS, adapt_to_teachers, build_adapters, map_mse_per_sample
 from cvkd.distill.kl import cross_entropy_per_sample
 from cvkd.distill.weighting import confidence_weights
 from cvkd.errors import ConfigError
@@ -32,7 +32,9 @@ class ConfidenceAware(WeightedLossStrategy):
     `teacher_heads` (the trainer passes them); the heads are not registered as parameters. As in the authors' code
     the feature term is left out of the first `feature_delay_epochs` epochs (default 1: their `if epoch == 1`); it is
     computed and multiplied by 0 there, so the adapters stay in the graph (DistributedDataParallel needs every
-    parameter to take part in every step).
+    parameter to take part in every step). `calweight_pooling`: "resize" (the student's own map resized for each
+    teacher) or "repeated" (the authors' `CalWeight`, each resize applied to the previous one; see
+    `adapt_to_teachers`).
     """
 
     name = "camkd"
@@ -48,10 +50,14 @@ class ConfidenceAware(WeightedLossStrategy):
         teacher_heads: Sequence[TeacherHead] | None = None,
         adapter_kernel: int = 1,
         feature_delay_epochs: int = 1,
+        calweight_pooling: str = "resize",
         **common: float,
     ) -> None:
         super().__init__(num_teachers, **common)
         self.feature_delay_epochs = self.count("feature_delay_epochs", feature_delay_epochs)
+        if calweight_pooling not in POOLINGS:
+            raise self.config_error(f"calweight_pooling must be one of {', '.join(POOLINGS)}, got {calweight_pooling!r}")
+        self.calweight_pooling = calweight_pooling
         self.adapters = nn.ModuleList()
         self._teacher_heads: tuple[TeacherHead, ...] = ()
         if not self.gamma:
@@ -85,7 +91,7 @@ class ConfidenceAware(WeightedLossStrategy):
         student, teachers = inputs.student_features, inputs.teacher_features
         if student is None or teachers is None:
             raise self.config_error("gamma > 0 needs student_features and teacher_features in every call")
-        adapted = adapt_to_teachers(self.adapters, student, teachers)
+        adapted = adapt_to_teachers(self.adapters, student, teachers, self.calweight_pooling)
         errors = torch.stack([map_mse_per_sample(a, t) for a, t in zip(adapted, teachers)])
         head_losses = [
             cross_entropy_per_sample(head(a), inputs.labels) for head, a in zip(self._teacher_heads, adapted)

@@ -59,8 +59,15 @@ class DecoupledLosses(WeightedLossStrategy):
     """Per-teacher DKD losses D_ik = T^2 (alpha_dkd TCKD_ik + beta_dkd NCKD_ik); subclasses choose the weights.
 
     Defaults follow mdistiller on CIFAR-100: T=4, alpha_dkd=1, beta_dkd=8, warm-up over 20 epochs (the whole DKD term,
-    i.e. beta * soft, is multiplied by min((epoch + 1) / 20, 1) for the trainer's 0-based epoch).
+    i.e. beta * soft, is multiplied by min((epoch + 1) / 20, 1) for the trainer's 0-based epoch). Presets: mdistiller's
+    ImageNet configs, `imagenet` (r34_r18: T 1, beta_dkd 0.5, warm-up 1) and `imagenet_mobile` (r50_mv1: beta_dkd 2),
+    for ImageNet-initialised students.
     """
+
+    presets = {
+        "imagenet": {"temperature": 1.0, "beta_dkd": 0.5, "warmup_epochs": 1},
+        "imagenet_mobile": {"temperature": 1.0, "beta_dkd": 2.0, "warmup_epochs": 1},
+    }
 
     def __init__(
         self,
@@ -108,8 +115,9 @@ class DecoupledKD(DecoupledLosses):
 class DecoupledEntropyWeighted(DecoupledLosses, EntropyWeighted):
     """DKD per teacher weighted per sample by EBKD entropy weights: soft = sum_{i,k} w_ik D_ik / (B*K).
 
-    The entropy-based decoupled multi-teacher KD of ISCAS 2024 as far as its formulas are published (its exact
-    formulas were not found): EBKD's weights inside DKD's split, so K identical teachers give (K-1)/K of DKD.
+    cvkd's own combination of two published parts: DKD's per-teacher loss (Zhao et al., CVPR 2022) weighted by EBKD's
+    entropy weights, so K identical teachers give (K-1)/K of DKD. It is not the entropy-based decoupled multi-teacher
+    KD of ISCAS 2024, whose formulas were not found.
     """
 
     name = "dkd_entropy"

@@ -71,11 +71,36 @@ def build_adapters(student_channels: int, teacher_channels: Sequence[int], kerne
     return nn.ModuleList(MapAdapter(student_channels, c, kernel_size) for c in teacher_channels)
 
 
-def adapt_to_teachers(adapters: nn.ModuleList, student_map: Tensor, teacher_maps: Sequence[Tensor]) -> list[Tensor]:
-    """The student's map through each teacher's adapter, at that teacher's spatial size."""
+POOLINGS = ("resize", "repeated")
+
+
+def adapt_to_teachers(
+    adapters: nn.ModuleList, student_map: Tensor, teacher_maps: Sequence[Tensor], pooling: str = "resize"
+) -> list[Tensor]:
+    """The student's map through each teacher's adapter, at that teacher's spatial size.
+
+    `pooling="resize"` resizes the student's own map for every teacher; `"repeated"` is CA-MKD's `CalWeight`
+    (Rorozhl/CA-MKD, models/util.py): each teacher's input is the map already resized for the teacher before, pooled
+    when the student's original map is at least as large as the teacher's and bilinearly interpolated otherwise.
+    The two agree when every teacher map has one size.
+    """
     if len(teacher_maps) != len(adapters):
         raise ValueError(f"expected {len(adapters)} teacher maps, got {len(teacher_maps)}")
-    return [adapter(student_map, tuple(t.shape[-2:])) for adapter, t in zip(adapters, teacher_maps)]
+    sizes = [tuple(t.shape[-2:]) for t in teacher_maps]
+    if pooling == "resize":
+        return [adapter(student_map, size) for adapter, size in zip(adapters, sizes)]
+    if pooling != "repeated":
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    frames, original = frames_of(student_map), tuple(student_map.shape[-2:])
+    adapted = []
+    for adapter, size in zip(adapters, sizes):
+        if original[0] >= size[0]:
+            frames = F.adaptive_avg_pool2d(frames, size)
+        else:
+            frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+        resized = frames.view(*student_map.shape[:2], *frames.shape[1:]) if student_map.dim() == 5 else frames
+        adapted.append(adapter(resized, size))
+    return adapted
 
 
 class MultiTeacherHints(nn.Module):

@@ -37,6 +37,8 @@ _STRATEGIES: dict[str, type[DistillStrategy]] = {
     )
 }
 
+PRESET = "preset"
+
 _RETIRED: dict[str, str] = {
     "meta": "was renamed 'meta_mixture' (a learned per-sample mixture, not MMKD, which is not implemented)",
 }
@@ -61,7 +63,7 @@ def strategy_class(name: str) -> type[DistillStrategy]:
 
 def strategy_parameters(name: str) -> dict[str, Any]:
     """The hyper-parameters strategy `name` accepts, with their defaults (`inspect.Parameter.empty` if none)."""
-    parameters: dict[str, Any] = {}
+    parameters: dict[str, Any] = {PRESET: None} if strategy_class(name).presets else {}
     for cls in strategy_class(name).__mro__:
         init = cls.__dict__.get("__init__")
         if init is None:
@@ -76,11 +78,21 @@ def strategy_parameters(name: str) -> dict[str, Any]:
 
 
 def create_strategy(name: str, num_teachers: int, **params: Any) -> DistillStrategy:
-    """Build strategy `name` for `num_teachers` teachers; unknown names or parameters raise ConfigError."""
+    """Build strategy `name` for `num_teachers` teachers; unknown names or parameters raise ConfigError.
+
+    `preset=NAME` starts from one of the strategy's named parameter sets (`strategy_class(name).presets`); the other
+    parameters given override it.
+    """
     known = strategy_parameters(name)
     for key in params:
         if key not in known:
             raise ConfigError(
                 f"distillation strategy {name!r} has no parameter {key!r}; known: {', '.join(sorted(known))}"
             )
+    preset = params.pop(PRESET, None)
+    if preset is not None:
+        presets = strategy_class(name).presets
+        if preset not in presets:
+            raise ConfigError(f"distillation strategy {name!r} has no preset {preset!r}; known: {', '.join(presets)}")
+        params = {**presets[preset], **params}
     return strategy_class(name)(num_teachers, **params)
