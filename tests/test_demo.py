@@ -34,13 +34,15 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_demo_runs_every_step_and_reuses_them(tmp_path):
-    settings = ToyDemo(strategies=("avg_targets", "entropy"), streams=True, shared=True, paper=True, teacher_seeds=2)
+    settings = ToyDemo(strategies=("avg_targets", "entropy"), streams=True, shared=True, paper=True, slim=True,
+                       teacher_seeds=2)
     result = run_demo(tmp_path / "demo", settings, progress=False)
     assert [path.name for path in result.teachers] == ["synth_teachers", "synth_teachers_seed1"]
     assert "| synth_teachers, synth_teachers_seed1 | 0, 1 |" in result.table  # one teacher row, two seeds
     names = sorted(path.name for path in result.students)
     assert names == ["synth_compact_kd", "synth_compact_mkd", "synth_compact_mkd_entropy", "synth_compact_nokd",
-                     "synth_compact_streams", "synth_student_mkd", "synth_student_shared"]
+                     "synth_compact_slim_streams", "synth_compact_streams", "synth_student_mkd",
+                     "synth_student_shared"]
     for run in [*result.teachers, *result.students]:
         assert (run / "best.pt").is_file() and (run / "log.jsonl").is_file()
     assert 'Claim "several teachers teach better than one": KD per output' in result.table

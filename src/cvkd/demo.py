@@ -32,6 +32,7 @@ MULTI_TEACHER = "compact_mkd"  # the compact student taught by every teacher str
 STREAM_STUDENT = "compact_streams"  # the compact student, each stream from its own teacher stream, fused from fused
 SHARED_STUDENT = "student_shared"  # one cnn_tiny trunk reads all three modalities, each head from its own teacher
 PAPER_STUDENT = "student_mkd"  # the paper's student (smaller I-frame net, the teacher's MV / residual nets reused)
+SLIM_STUDENT = "compact_slim_streams"  # the student at the compression goal: MV / residual cnn_micro, per stream
 # The 2 x 2 ablation of the per-stream student at one strategy (avg_targets; with one teacher per output it is KD):
 # routing (each stream from its own teacher stream / from all four) x the fused-output term (on / off).
 ABLATION_CELLS = {  # recipe, multi-teacher strategy -> (routing, fused-output term)
@@ -75,6 +76,7 @@ class DemoSettings:
     teacher_seeds: int = 1  # student seed i learns from teacher seed i modulo this
     profile: str = "split"  # the synthetic benchmark's profile (`cvkd synth --profile`)
     ablation: bool = False  # also train the other three cells of the routing x fused-term ablation
+    slim: bool = False  # also train the student at the compression goal (>= 8x fewer parameters than the teacher)
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.teacher_seeds < 1:
@@ -93,7 +95,7 @@ class DemoSettings:
         students += [(MULTI_TEACHER, name) for name in self.strategies]
         if self.ablation:
             students += [cell for cell in ABLATION_CELLS if cell not in students]
-        extras = [(SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper)]
+        extras = [(SHARED_STUDENT, self.shared), (PAPER_STUDENT, self.paper), (SLIM_STUDENT, self.slim)]
         return students + [(recipe, None) for recipe, wanted in extras if wanted]
 
     def claims(self) -> tuple[Claim, ...] | None:

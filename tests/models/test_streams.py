@@ -49,7 +49,7 @@ def compact_cnn_parameters(width: int) -> int:
 
 TORCHVISION.update(
     {name: (compact_cnn_parameters(width), 8 * width, width * 3 * 3)
-     for name, width in (("cnn_tiny", 16), ("cnn_small", 32), ("cnn_medium", 64))}
+     for name, width in (("cnn_micro", 12), ("cnn_tiny", 16), ("cnn_small", 32), ("cnn_medium", 64))}
 )
 
 

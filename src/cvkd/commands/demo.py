@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also train the shared-trunk student (one cnn_tiny trunk reads all three modalities)")
     parser.add_argument("--paper", action="store_true",
                         help="also train the paper's student (smaller I-frame network, the teacher's MV / residual)")
+    parser.add_argument("--slim", action="store_true",
+                        help="also train the student at the compression goal (MV and residual cnn_micro, each stream "
+                             "taught by its own teacher stream: 11x fewer parameters) and compare it with the teacher")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     strategies = tuple(name.strip() for name in args.strategies.split(",") if name.strip())
     settings = DemoSettings(quick=args.quick, seeds=args.seeds, strategies=strategies, streams=args.per_stream,
                             shared=args.shared, paper=args.paper, teacher_seeds=args.teacher_seeds,
-                            profile=args.profile, ablation=args.ablation)
+                            profile=args.profile, ablation=args.ablation, slim=args.slim)
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print("\n" + result.table)
     print(f"demo finished in {time.perf_counter() - started:.0f} s "

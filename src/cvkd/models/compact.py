@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-COMPACT_WIDTHS = {"cnn_tiny": 16, "cnn_small": 32, "cnn_medium": 64}
+COMPACT_WIDTHS = {"cnn_micro": 12, "cnn_tiny": 16, "cnn_small": 32, "cnn_medium": 64}
 """Name -> channels of the first stage."""
 
 

@@ -42,6 +42,7 @@ class ClassSpec:
     zoom: Range = _STILL  # log-scale change per frame (> 0 grows, < 0 shrinks)
     sway: Range = _STILL  # amplitude in px of a horizontal back-and-forth
     blink: Range = _STILL  # relative amplitude of a brightness oscillation
+    either_side: bool = False  # mirror `direction` left-right in half the videos, drawn per video (e.g. "sideways")
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

@@ -208,18 +208,27 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> None:
         pass
 
 
+def _spec_record(spec: ClassSpec) -> dict[str, Any]:
+    """A class's entry in synth.json; `either_side` only where set, so older manifests keep their bytes."""
+    record = dataclasses.asdict(spec)
+    if not spec.either_side:
+        del record["either_side"]
+    return record
+
+
 def _manifest(settings: SynthSettings) -> dict[str, Any]:
     sizes = settings.split_sizes()
     profile = settings.profile_spec
     looks = {} if profile.looks is None else {  # the split profile's manifest is as it always was
         "looks": [dataclasses.asdict(look) for look in profile.looks[: settings.classes]],
         "mix": dataclasses.asdict(profile.mix),
+        "framing": dataclasses.asdict(profile.framing),
     }
     return {
         "generator": "cvkd synth",
         "settings": settings.as_json(),
         "class_names": [spec.name for spec in settings.specs],
-        "catalogue": [dataclasses.asdict(spec) for spec in settings.specs],
+        "catalogue": [_spec_record(spec) for spec in settings.specs],
         **looks,
         "split_sizes": {split: count * settings.classes for split, count in sizes.items()},
     }

@@ -13,20 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from cvkd.data.synthetic.catalogue import CLASS_CATALOGUE, ClassSpec, Look, Mix
-from cvkd.data.synthetic.realistic import REALISTIC_CATALOGUE, REALISTIC_LOOKS, REALISTIC_MIX
-from cvkd.data.synthetic.render import Scene, sample_scene
+from cvkd.data.synthetic.realistic import REALISTIC_CATALOGUE, REALISTIC_FRAMING, REALISTIC_LOOKS, REALISTIC_MIX
+from cvkd.data.synthetic.render import Framing, Scene, sample_scene
 from cvkd.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A benchmark's classes (motion and shape), their looks (None: by shape) and how often videos borrow cues."""
+    """A benchmark's classes (motion and shape), their looks (None: by shape), how often videos borrow cues, and
+    its framing (object size, camera pan)."""
 
     name: str
     summary: str
     catalogue: tuple[ClassSpec, ...]
     looks: tuple[Look, ...] | None = None
     mix: Mix = Mix()
+    framing: Framing = Framing()
 
     def look(self, class_index: int) -> Look | None:
         """The look of a class (None: the one that goes with its shape)."""
@@ -37,7 +39,7 @@ DEFAULT_PROFILE = "split"
 PROFILES: dict[str, Profile] = {
     "split": Profile("split", "class pairs split by a cue only one stream sees", CLASS_CATALOGUE),
     "realistic": Profile("realistic", "every class its own look and motion, blurred by nuisances",
-                         REALISTIC_CATALOGUE, REALISTIC_LOOKS, REALISTIC_MIX),
+                         REALISTIC_CATALOGUE, REALISTIC_LOOKS, REALISTIC_MIX, REALISTIC_FRAMING),
 }
 
 
@@ -77,5 +79,6 @@ def sample_video_scene(
 ) -> tuple[VideoCues, Scene]:
     """Draw one video of `class_index` among the first `classes` of `profile`: its cues, then its scene."""
     cues = draw_cues(profile, classes, class_index, rng)
-    scene = sample_scene(profile.catalogue[cues.motion_from], rng, size, frames, profile.look(cues.look_from))
+    scene = sample_scene(profile.catalogue[cues.motion_from], rng, size, frames, profile.look(cues.look_from),
+                         profile.framing)
     return cues, scene

@@ -167,6 +167,15 @@ NOISE_SIGMA = (0.5, 2.5)
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+@dataclass(frozen=True)
+class Framing:
+    """The nuisance ranges a profile may set: the main object's radius (fraction of the shorter side) and the
+    camera pan's speed (px/frame)."""
+
+    main_radius: tuple[float, float] = MAIN_RADIUS
+    pan_speed: tuple[float, float] = PAN_SPEED
+
+
 def _colour_with_luma(
     rng: np.random.Generator, luma: float, tint: tuple[float, float, float] | None = None, spread: float = 0.35
 ) -> np.ndarray:
@@ -210,6 +219,8 @@ def sample_layer(
     """Draw one object's texture and trajectory from the motion ranges of `spec`, moved along by the camera pan."""
     t = np.arange(frames, dtype=np.float64)
     direction = math.radians(spec.direction if spec.direction is not None else rng.uniform(0.0, 360.0))
+    if spec.either_side and rng.random() < 0.5:
+        direction = math.pi - direction
     speed = rng.uniform(*spec.speed)
     velocity = speed * np.array([math.cos(direction), -math.sin(direction)]) + pan_velocity
     sway = _oscillation(rng, spec.sway, SWAY_PERIOD, t)
@@ -233,23 +244,24 @@ def sample_layer(
 
 
 def sample_scene(
-    spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int, look: Look | None = None
+    spec: ClassSpec, rng: np.random.Generator, size: tuple[int, int], frames: int, look: Look | None = None,
+    framing: Framing = Framing(),
 ) -> Scene:
     """Draw every random choice of one clip of class `spec` at `size` (width, height) with `frames` frames.
 
     The main object takes the shape and look of `look`, or by default the look that goes with the shape of `spec`
-    (SHAPE_LOOKS); `spec` gives its motion.
+    (SHAPE_LOOKS); `spec` gives its motion and `framing` its size and the camera's pan.
     """
     look = SHAPE_LOOKS[spec.shape] if look is None else look
     short_side = min(size)
     pan_angle = rng.uniform(0.0, 2 * math.pi)
-    pan_velocity = rng.uniform(*PAN_SPEED) * np.array([math.cos(pan_angle), math.sin(pan_angle)])
+    pan_velocity = rng.uniform(*framing.pan_speed) * np.array([math.cos(pan_angle), math.sin(pan_angle)])
     background_luma = rng.uniform(*BACKGROUND_LUMA)
     background_colour = _colour_with_luma(rng, background_luma, look.background_tint, look.spread)
     background_period = (BACKGROUND_PERIOD[0] * short_side, BACKGROUND_PERIOD[1] * short_side)
     background_kind = str(rng.choice(OBJECT_TEXTURES)) if look.background is None else look.background
     background_texture = sample_texture(rng, background_kind, background_period)
-    main_radius = rng.uniform(*MAIN_RADIUS) * short_side
+    main_radius = rng.uniform(*framing.main_radius) * short_side
     layers = []
     for _ in range(int(rng.integers(0, MAX_DISTRACTORS + 1))):
         distractor = dataclasses.replace(DISTRACTOR_MOTION, shape=str(rng.choice(SHAPES)))
