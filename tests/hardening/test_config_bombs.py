@@ -7,19 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hardening.hostile_files import alias_bomb
 
 from cvkd.cli import main
 from cvkd.config import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES, expanded_size, load_config, parse_yaml
 from cvkd.errors import ConfigError
 from cvkd.runs.schema import RunConfig
-
-
-def alias_bomb(levels: int = 9, fan: int = 9) -> str:
-    """The 'billion laughs' in YAML: each level lists the previous one `fan` times (fan ** levels values)."""
-    lines = ["l0: &l0 [" + ", ".join(["lol"] * fan) + "]"]
-    for level in range(1, levels):
-        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * fan) + "]")
-    return "\n".join(lines) + "\n"
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from cvkd.errors import ScoreFileError
 from cvkd.fileio import atomic_path
 from cvkd.scores.safe_npz import OBJECT_ARRAY_MESSAGE, SafeNpz
+from cvkd.scores.sandbox import parse_in_child
 
 
 @dataclass
@@ -109,14 +110,46 @@ def save_scores(score_set: ScoreSet, path: str | os.PathLike) -> Path:
     return path
 
 
+SCORE_PARSER = "cvkd.scores.files:score_arrays"  # what the parser child runs on each score file
+
+
 def load_scores(path: str | os.PathLike) -> ScoreSet:
     """Read a score file in cvkd's format or CoViAR's; raise ScoreFileError naming the file if it is neither.
 
     Trust decision: CoViAR's files store their scores (and possibly their labels) as pickled object arrays.
     Only a file whose `names` load without pickle as strings and whose `scores` is an object array is taken for
     CoViAR's, and only its `scores` and `labels` are then unpickled, through an allow-list unpickler
-    (`cvkd.scores.safe_npz`): a pickle naming any other global is refused, so no file runs code.
+    (`cvkd.scores.safe_npz`): a pickle naming any other global is refused, so no file runs code. The parse runs in
+    a child process under memory and CPU limits (`cvkd.scores.sandbox`), so that even a fault in the C code it
+    drives ends in one ScoreFileError line; the arrays come back as raw bytes, checked again here.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreFileError(path, "no such score file")
+    arrays, _ = parse_in_child(SCORE_PARSER, path, ScoreFileError)
+    class_names, stream = arrays.get("class_names"), arrays.get("stream")
+    try:
+        return ScoreSet(arrays["scores"], arrays["labels"], arrays["names"],
+                        None if class_names is None else tuple(class_names.tolist()),
+                        None if stream is None else str(stream), os.fspath(path))
+    except (KeyError, ValueError) as error:
+        raise ScoreFileError(path, f"the score-file parser sent no sound score set ({_one_line(error)})") from None
+
+
+def score_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays of a score file read in this process (`read_scores`), as the parser child sends them."""
+    score_set = read_scores(path)
+    arrays = {"scores": score_set.scores, "labels": score_set.labels, "names": score_set.names}
+    if score_set.class_names is not None:
+        arrays["class_names"] = np.asarray(score_set.class_names, dtype=str)
+    if score_set.stream is not None:
+        arrays["stream"] = np.asarray(score_set.stream, dtype=str)
+    return arrays, {}
+
+
+def read_scores(path: str | os.PathLike) -> ScoreSet:
+    """`load_scores` in this process, without the child: for files this process wrote, and for tests that change
+    the parser's bounds."""
     path = Path(path)
     if not path.is_file():
         raise ScoreFileError(path, "no such score file")
@@ -136,7 +169,9 @@ def _read_archive(path: Path, archive: SafeNpz) -> ScoreSet:
     """Build a ScoreSet from an open archive, unpickling only when the file is recognisably CoViAR's."""
     missing = [key for key in ("scores", "labels", "names") if key not in archive.files]
     if missing:
-        found = ", ".join(archive.files) or "none"
+        found = ", ".join(_printable(name) for name in archive.files[:6]) or "none"
+        if len(archive.files) > 6:
+            found += f" and {len(archive.files) - 6:,} more"
         raise ScoreFileError(path, f"missing array(s) {', '.join(missing)} (found: {found})")
     names = _plain_array(path, archive, "names", required=True)
     if names.dtype.kind not in "US":
@@ -223,6 +258,13 @@ def _as_label(value: object) -> int | None:
     if array.size != 1 or array.dtype.kind not in "iu":
         return None
     return int(array.reshape(()))
+
+
+def _printable(name: str) -> str:
+    """A member name as it may appear in a one-line message: control characters (a vertical tab ends a line, an
+    escape sequence steers the terminal) written as escapes, and cut to 40 characters."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _one_line(error: BaseException) -> str:

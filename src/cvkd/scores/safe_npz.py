@@ -21,6 +21,7 @@ import math
 import os
 import pickle
 import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from cvkd.errors import ScoreFileError
 
 OBJECT_ARRAY_MESSAGE = "Object arrays cannot be loaded when allow_pickle=False"
 MAX_MEMBER_BYTES = 1 << 29  # 512 MiB uncompressed per member: 25x10 Kinetics-400 scores are about 32 MB
+INFLATE_CHUNK = 1 << 20  # bytes inflated at a time: a member that lies about its size costs at most this much more
 MAX_NESTING = 8  # object arrays inside object arrays (CoViAR: pairs of (logits, label), two levels)
 _MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")
 _DTYPE_KINDS = set("biufcUS")  # kinds rebuilt from raw bytes; "O" only as a list of Python objects
@@ -208,8 +210,8 @@ class SafeNpz:
             raise ScoreFileError(self.path, f"{key} declares {info.file_size:,} bytes uncompressed, over the "
                                             f"{MAX_MEMBER_BYTES:,} a score file may hold; refused")
         try:
-            return io.BytesIO(self._zip.read(info))
-        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as error:
+            return _inflate(self._zip, info)
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError, zlib.error) as error:
             raise ScoreFileError(self.path, f"{key}: damaged member ({error})") from None
 
     def _header(self, key: str, handle: io.BytesIO) -> tuple[tuple[int, ...], np.dtype]:
@@ -260,6 +262,22 @@ class SafeNpz:
             raise ScoreFileError(self.path, f"{key}: its object payload is not the {tuple(shape)} array its header "
                                             "declares")
         return array
+
+
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> io.BytesIO:
+    """A member's bytes, inflated INFLATE_CHUNK at a time and never past the size its headers declare.
+
+    `ZipFile.read` hands the whole compressed member to zlib at once, so a member whose headers declare 1,000 bytes
+    but whose data inflates to a gibibyte was inflated whole (1.1 GB) before its CRC failed. Read in chunks, zipfile
+    stops at the declared size and the CRC check then refuses the member."""
+    handle = io.BytesIO()
+    with archive.open(info) as member:
+        while chunk := member.read(INFLATE_CHUNK):
+            handle.write(chunk)
+            if handle.tell() > info.file_size:  # zipfile stops at the declared size itself; this keeps it so
+                raise ValueError(f"inflates past the {info.file_size:,} bytes it declares")
+    handle.seek(0)
+    return handle
 
 
 def _short(error: BaseException) -> str:
