@@ -19,6 +19,7 @@ import faulthandler
 import io
 import json
 import os
+import random
 import signal
 import traceback
 from collections import Counter
@@ -29,12 +30,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import encode, encode_with_pyav, pan
+from coviar_files import write_coviar_scores
 from hardening.damage import KINDS, Layout, Variant, damage, faststart_mp4, layout_of
+from hardening.fuzzing import Variant as ByteVariant
+from hardening.fuzzing import corrupt
+from hardening.hostile_files import CRAFTED_VARIANTS, crafted_variant, header_bomb, zip_bomb
+from hardening.stream_damage import (FAMILIES, FRAMES, clean_pictures, damage_stream, misplaced, returned_pictures,
+                                     timing_clips)
 
 from cvkd.cli import main
 from cvkd.codec.index import VideoIndex, index_video
 from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
-from cvkd.errors import CvkdError
+from cvkd.errors import CvkdError, ScoreFileError
+from cvkd.scores.files import ScoreSet, load_scores, save_scores
 
 SIZE = (64, 48)
 PER_CLIP = int(os.environ.get("CVKD_FUZZ_VARIANTS", "80"))
@@ -234,3 +242,120 @@ def _info(paths: list[Path]) -> dict[Path, tuple[dict | None, str | None]]:
 
 def _one_line(error: CvkdError) -> str | None:
     return f"multi-line error: {error!r}" if "\n" in str(error) else None
+
+
+# -- what places a picture: raw heads, lost pictures, sample tables ------------------------------------------------------
+TIMING_VARIANTS = int(os.environ.get("CVKD_FUZZ_TIMING_VARIANTS", "12"))
+
+
+@pytest.fixture(scope="module")
+def timing_clean(tmp_path_factory) -> dict[str, tuple[Path, list[np.ndarray]]]:
+    clips = timing_clips(tmp_path_factory.mktemp("timing_clean"))
+    return {name: (path, clean_pictures(path)) for name, path in clips.items()}
+
+
+def test_damage_to_what_places_a_picture_never_returns_another_frames_picture(timing_clean, tmp_path,
+                                                                              record_property) -> None:
+    """Raw H.264 and MPEG-4 heads zeroed or cut, pictures lost from a raw MPEG-4 stream, MP4 `stts` / `ctts` entries
+    damaged: every variant ends in a result or one line, no returned picture is another index's clean picture, and a
+    picture the damage cannot have touched comes back equal to the clean clip's picture of its index."""
+    assert all(len(clean) == FRAMES for _, clean in timing_clean.values())
+    stats: Counter[str] = Counter()
+    failures: list[str] = []
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for number, (clip, kind) in enumerate(FAMILIES):
+            path, clean = timing_clean[clip]
+            for k in range(TIMING_VARIANTS):
+                seed = SEED * 1_000_003 + number * 10_007 + k
+                damaged = damage_stream(path.read_bytes(), clip, kind, random.Random(seed))
+                target = tmp_path / f"{number}_{k}{path.suffix}"
+                target.write_bytes(damaged.data)
+                result, error = _bounded(lambda: returned_pictures(target), VARIANT_SECONDS)
+                problem = error or _timing_problem(result, clean, damaged, Counter() if error else stats, clip, kind)
+                if problem:
+                    failures.append(f"{clip} {kind} seed={seed}: {problem}")
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    tried = len(FAMILIES) * TIMING_VARIANTS
+    record_property("timing_variants", tried)
+    print(f"\ntiming fuzz: {tried} variants, seed {SEED}: {json.dumps(dict(sorted(stats.items())))}")
+    assert not failures, f"{len(failures)} of {tried} variants failed:\n" + "\n".join(failures[:8])
+    assert sum(stats[f"{clip} {kind}: refused"] + stats[f"{clip} {kind}: read"] for clip, kind in FAMILIES) == tried
+
+
+def _timing_problem(result: dict[int, np.ndarray] | str, clean: list[np.ndarray], damaged, stats: Counter,
+                    clip: str, kind: str) -> str | None:
+    """What is wrong with the pictures returned for one damaged clip, or None (counting outcomes in `stats`)."""
+    family = f"{clip} {kind}"
+    if isinstance(result, str):
+        stats[f"{family}: refused"] += 1
+        return None
+    stats[f"{family}: read"] += 1
+    for frame, picture in result.items():
+        own = frame + damaged.shift
+        other = misplaced(frame, picture, clean, damaged.shift)
+        if other is not None:
+            return f"frame {frame} is the clean clip's picture {other}, not {own}"
+        if own >= len(clean):
+            return f"frame {frame} lies past the {len(clean) - damaged.shift} pictures the damage left"
+        equal = np.array_equal(picture, clean[own])
+        if own in damaged.intact and not equal:
+            return f"frame {frame} was untouched by the damage but differs from the clean picture {own}"
+        stats[f"{family}: pictures {'equal' if equal else 'silently damaged'}"] += 1
+    return None
+
+
+# -- the crafted score-file corpus --------------------------------------------------------------------------------------
+SCORE_DAMAGE = ("truncate", "flip", "scramble")
+SCORE_VARIANTS = int(os.environ.get("CVKD_FUZZ_SCORE_VARIANTS", "10"))
+
+
+def test_crafted_and_damaged_score_files_are_refused_in_one_line(tmp_path, record_property) -> None:
+    """Every crafted score file (the dtype-flags file and its variants, the bombs) is refused in one ScoreFileError
+    line by the parser child; seeded byte damage (cut, bit flips, scrambled runs) of a CoViAR file and a cvkd file
+    is refused in one line or read as a sound score set."""
+    crafted = {name: crafted_variant(tmp_path / f"crafted_{n}.npz", name)
+               for n, name in enumerate(("dtype flags", *CRAFTED_VARIANTS))}
+    crafted["header bomb"] = header_bomb(tmp_path / "header_bomb.npz")
+    crafted["zip bomb"] = zip_bomb(tmp_path / "zip_bomb.npz")
+    crafted["lying zip member"] = zip_bomb(tmp_path / "liar.npz", declared=1000)
+    stats: Counter[str] = Counter()
+    failures = []
+    for name, path in crafted.items():
+        try:
+            load_scores(path)
+            failures.append(f"crafted {name}: read")
+        except ScoreFileError as error:
+            if not _names_in_one_printable_line(error, path):
+                failures.append(f"crafted {name}: {error!r}")
+            stats["crafted: refused"] += 1
+    sources = {
+        "coviar": write_coviar_scores(tmp_path / "coviar.npz", np.arange(12.0).reshape(4, 3), [2, 0, 1, 1],
+                                      [f"c/v{i}.avi" for i in range(4)], label_type="numpy"),
+        "cvkd": save_scores(ScoreSet(np.eye(4, dtype=np.float32), np.arange(4), [f"c/v{i}.avi" for i in range(4)],
+                                     ("a", "b", "c", "d"), "iframe"), tmp_path / "cvkd.npz"),
+    }
+    for number, (source, path) in enumerate(sources.items()):
+        data = path.read_bytes()
+        for k in range(SCORE_VARIANTS * len(SCORE_DAMAGE)):
+            variant = ByteVariant(k, source, SCORE_DAMAGE[k % len(SCORE_DAMAGE)], SEED * 1_000_003 + number * 10_007 + k)
+            target = tmp_path / f"{source}_{k}.npz"
+            target.write_bytes(corrupt(data, variant))
+            try:
+                load_scores(target)
+                stats[f"{source} {variant.kind}: read"] += 1
+            except ScoreFileError as error:
+                stats[f"{source} {variant.kind}: refused"] += 1
+                if not _names_in_one_printable_line(error, target):
+                    failures.append(f"{variant.describe()}: {error!r}")
+    record_property("score_file_variants", sum(stats.values()))
+    print(f"\nscore-file fuzz: {sum(stats.values())} files, seed {SEED}: {json.dumps(dict(sorted(stats.items())))}")
+    assert not failures, "\n".join(failures)
+    assert stats["crafted: refused"] == len(crafted)
+
+
+def _names_in_one_printable_line(error: ScoreFileError, path: Path) -> bool:
+    """The error names the file in one line without control characters (a vertical tab in a member name ended the
+    line, an escape sequence would steer the terminal)."""
+    return str(path) in str(error) and str(error).isprintable()

@@ -231,6 +231,8 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         _check_even_timing(path, notes.vop_heads)
     starts = tuple(i for i, kind in enumerate(types) if kind == "I")
     if format_name not in _RAW_FORMATS and all(pts[start] is not None for start in starts):
+        checked = starts if format_name == "avi" else range(len(pts))  # AVI: chunk numbers, packed B-frames disorder
+        _check_increasing_timestamps(path, [(frame, pts[frame]) for frame in checked if pts[frame] is not None])
         _check_seeks_land_where_indexed(path, [(start, pts[start]) for start in starts], notes.keys)
     return VideoIndex(
         path=str(path),
@@ -318,6 +320,19 @@ def _check_even_timing(path: Path, heads: list[bytes]) -> None:
         index, periods = uneven
         raise VideoError(path, f"damaged: picture {index} comes {periods:.3g} frame periods after the one before "
                                "(a picture lost, or a variable frame rate?); re-encode it")
+
+
+def _check_increasing_timestamps(path: Path, frames: list[tuple[int, int]]) -> None:
+    """Frames in display order must have increasing timestamps, since the reader seeks by them and checks each
+    decoded frame against them: a sample table that repeats one (an `stts` entry counting 1 sample instead of 36
+    gave the I-frames of GOPs 1 and 2 both 512) or sends one back (a damaged `ctts` offset put frame 11 after
+    frame 12) let a GOP's frame be another's picture, which the byte check of `_check_seeks_land_where_indexed`
+    cannot see. An AVI's timestamps are chunk numbers (DivX's packed B-frames come out of order): only its I-frames
+    are checked."""
+    for (before, earlier), (frame, stamp) in zip(frames, frames[1:]):
+        if stamp <= earlier:
+            raise VideoError(path, f"damaged: frame {frame} has timestamp {stamp}, not after frame {before}'s "
+                                   f"{earlier} (the container's timestamps repeat or go back); re-encode it")
 
 
 def _check_seeks_land_where_indexed(path: Path, starts: list[tuple[int, int]], keys: dict[int, int]) -> None:
