@@ -8,7 +8,7 @@ from distill.distill_reference import LABELS, STUDENT, TEACHERS, assert_close, t
 
 from cvkd.distill import available_strategies, create_strategy
 
-PARAMS = {"fixed": {"weights": [3, 2, 1]}, "meta_mixture": {"num_classes": 4}}
+PARAMS = {"fixed": {"weights": [3, 2, 1]}, "meta_mixture": {"num_classes": 4}, "mmkd": {"num_classes": 4}}
 
 
 def build(name: str):

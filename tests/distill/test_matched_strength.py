@@ -10,7 +10,7 @@ from cvkd.distill import available_strategies, create_strategy
 
 K = 3
 T = 4.0
-PARAMS = {"fixed": {"weights": [3.0, 2.0, 1.0]}, "meta_mixture": {"num_classes": 4}}
+PARAMS = {"fixed": {"weights": [3.0, 2.0, 1.0]}, "meta_mixture": {"num_classes": 4}, "mmkd": {"num_classes": 4}}
 DECOUPLED = {"dkd", "dkd_entropy"}  # their single-teacher form is DKD, not Hinton KD
 PAPER_SCALE = {"camkd": 1 / K, "entropy": (K - 1) / K, "dkd_entropy": (K - 1) / K}  # the rest: 1
 MULTI = [name for name in available_strategies() if name not in {"none", "kd"}]

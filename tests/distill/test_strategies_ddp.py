@@ -6,16 +6,13 @@ the engine tests' 3-stream teacher run into an MV student.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from distill.ddp_cases import launch_cases
 from engine.conftest import TinyRuns, data_root, shared_runs, teacher_run  # noqa: F401  (fixtures, used by name)
-from engine.test_ddp import free_port
-from processes import run_to_completion
 
 from cvkd.distill import available_strategies
 
@@ -72,17 +69,7 @@ def results(small_root, teacher_run, shared_runs) -> dict[str, dict]:  # noqa: F
     common = tiny.overrides("unused", f"data.root={small_root}", "optim.epochs=1", "data.batch_size=6")
     all_cases = [[name, *(o.replace("{teacher}", str(teacher_run)) for o in overrides)]
                  for name, overrides in cases().items()]
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}", str(WORKER), json.dumps(all_cases), *common,
-    ]
-    finished = run_to_completion(command, tiny.output_dir.parent, LAUNCH_TIMEOUT)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    rows = {}
-    for line in finished.stdout.splitlines():
-        if line.startswith("CASE "):
-            _, name, row = line.split(" ", 2)
-            rows[name] = json.loads(row)
+    rows = launch_cases(WORKER, all_cases, common, tiny.output_dir.parent, LAUNCH_TIMEOUT)
     return rows
 
 

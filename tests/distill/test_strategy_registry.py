@@ -10,7 +10,8 @@ from cvkd.distill import available_strategies, create_strategy, strategy_paramet
 from cvkd.errors import ConfigError
 
 ALL_NAMES = [
-    "aekd", "avg_losses", "avg_targets", "camkd", "dkd", "dkd_entropy", "entropy", "fixed", "kd", "meta_mixture", "none",
+    "aekd", "avg_losses", "avg_targets", "camkd", "dkd", "dkd_entropy", "entropy", "fixed", "kd", "meta_mixture", "mmkd",
+    "none",
 ]
 
 

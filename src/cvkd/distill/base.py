@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cvkd.distill.context import StepContext
 from cvkd.errors import ConfigError
 
 TeacherLogits = Tensor | Sequence[Tensor]
@@ -94,7 +95,9 @@ class DistillStrategy(nn.Module):
     uses_teachers: ClassVar[bool] = True
     supports_features: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, object]]] = {}
-    """Named sets of hyper-parameters (`distill.params={preset: NAME}`), e.g. a paper's own defaults; explicit keys win."""
+    """Named sets of hyper-parameters (`distill.params={preset: NAME}`), e.g. a paper's own defaults; given keys win."""
+    has_meta_step: ClassVar[bool] = False
+    """True if the strategy takes a step of its own after each student step (`meta_step`)."""
 
     def __init__(
         self,
@@ -191,6 +194,14 @@ class DistillStrategy(nn.Module):
     def distill_terms(self, inputs: DistillInputs) -> DistillTerms:
         """The strategy's soft term, teacher weights and optional feature / auxiliary terms for one batch."""
         raise NotImplementedError
+
+    def meta_module(self) -> nn.Module | None:
+        """The sub-module `meta_step` trains with its own optimiser (kept out of the student's optimiser and of DDP's
+        gradient averaging), or None."""
+        return None
+
+    def meta_step(self, context: StepContext) -> None:
+        """The strategy's own step, called by the trainer after every student step when `has_meta_step` is True."""
 
     def _prepare(
         self,

@@ -56,7 +56,8 @@ class ConfidenceAware(WeightedLossStrategy):
         super().__init__(num_teachers, **common)
         self.feature_delay_epochs = self.count("feature_delay_epochs", feature_delay_epochs)
         if calweight_pooling not in POOLINGS:
-            raise self.config_error(f"calweight_pooling must be one of {', '.join(POOLINGS)}, got {calweight_pooling!r}")
+            raise self.config_error(f"calweight_pooling must be one of {', '.join(POOLINGS)}, "
+                                    f"got {calweight_pooling!r}")
         self.calweight_pooling = calweight_pooling
         self.adapters = nn.ModuleList()
         self._teacher_heads: tuple[TeacherHead, ...] = ()

@@ -35,21 +35,33 @@ def resize_map(frames: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
 
 
-class MapAdapter(nn.Module):
-    """Student map -> one teacher's map: resize to the teacher's size, conv (1x1 or 3x3) + BatchNorm + ReLU."""
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:
+    """A conv with bias (same padding), BatchNorm and ReLU."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    return [conv, nn.BatchNorm2d(out_channels), nn.ReLU()]
 
-    def __init__(self, student_channels: int, teacher_channels: int, kernel_size: int = 1) -> None:
+
+class MapAdapter(nn.Module):
+    """Student map -> one teacher's map: resize to the teacher's size, conv (1x1 or 3x3) + BatchNorm + ReLU.
+
+    With `deep` it is the authors' `--convs` embedding (CA-MKD's and MMKD's `Embed`, factor 2): 1x1 conv to half the
+    student's channels, 3x3 conv, 1x1 conv to the teacher's channels, each followed by BatchNorm and ReLU.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, kernel_size: int = 1, deep: bool = False) -> None:
         super().__init__()
         if kernel_size not in (1, 3):
             raise ConfigError(f"adapter kernel_size must be 1 or 3, got {kernel_size!r}")
         for key, value in (("student channels", student_channels), ("teacher channels", teacher_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"adapter {key} must be a positive integer, got {value!r}")
-        self.layers = nn.Sequential(
-            nn.Conv2d(student_channels, teacher_channels, kernel_size, padding=kernel_size // 2),
-            nn.BatchNorm2d(teacher_channels),
-            nn.ReLU(),
-        )
+        if deep:
+            middle = max(1, student_channels // 2)
+            layers = [*conv_bn_relu(student_channels, middle, 1), *conv_bn_relu(middle, middle, 3),
+                      *conv_bn_relu(middle, teacher_channels, 1)]
+        else:
+            layers = conv_bn_relu(student_channels, teacher_channels, kernel_size)
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, student_map: Tensor, size: tuple[int, int]) -> Tensor:
         """The adapted map, shaped like the student's (frames or clips) with the teacher's channels and `size`."""

@@ -14,18 +14,20 @@ META_SAMPLES = ("all", "hard")
 class TeacherWeightNet(nn.Module):
     """Small MLP: concat(K teacher logits, student logits) of a sample -> log weights of the K teachers.
 
-    The last layer starts at zero, so every teacher starts with weight 1/K.
+    With `zero_last` the last layer starts at zero, so every teacher starts with weight 1/K; otherwise both layers keep
+    PyTorch's default initialisation (MMKD's `LogitsWeight`).
     """
 
-    def __init__(self, num_teachers: int, num_classes: int, hidden_size: int) -> None:
+    def __init__(self, num_teachers: int, num_classes: int, hidden_size: int, zero_last: bool = True) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear((num_teachers + 1) * num_classes, hidden_size),
             nn.ReLU(),
             nn.Linear(hidden_size, num_teachers),
         )
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
+        if zero_last:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
 
     def forward(self, teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
         """Teacher logits (K, B, C) and student logits (B, C) -> log weights (K, B), softmax-normalised over K."""

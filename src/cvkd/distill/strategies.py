@@ -18,6 +18,7 @@ from cvkd.distill.basic import (
 from cvkd.distill.camkd import ConfidenceAware
 from cvkd.distill.dkd import DecoupledEntropyWeighted, DecoupledKD
 from cvkd.distill.meta import MetaMixture
+from cvkd.distill.mmkd import MetaMultiTeacher
 from cvkd.errors import ConfigError
 
 _STRATEGIES: dict[str, type[DistillStrategy]] = {
@@ -34,13 +35,14 @@ _STRATEGIES: dict[str, type[DistillStrategy]] = {
         DecoupledKD,
         DecoupledEntropyWeighted,
         MetaMixture,
+        MetaMultiTeacher,
     )
 }
 
 PRESET = "preset"
 
 _RETIRED: dict[str, str] = {
-    "meta": "was renamed 'meta_mixture' (a learned per-sample mixture, not MMKD, which is not implemented)",
+    "meta": "was renamed 'meta_mixture' (a learned per-sample mixture; MMKD is 'mmkd')",
 }
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
+from cvkd.distill.context import StepContext
 from cvkd.distill.features import MultiTeacherHints
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
@@ -47,6 +48,8 @@ class StreamObjective(nn.Module):
         self.hints = nn.ModuleDict(dict(hints or {}))
         self.hint_weight = float(hint_weight)
         self.uses_features = bool(self.hints) or any(s.uses_features for s in self.strategies.values())
+        self.meta_outputs = tuple(o for o, s in self.strategies.items() if getattr(s, "has_meta_step", False))
+        self._output_modules: dict[str, OutputModule] = {}  # not registered: they hold the model's own streams
 
     def routed(self, output: str, items):
         """The entries of `items` (teacher logits (K, B, C), features or names; None stays None) `output` learns from."""
@@ -88,6 +91,71 @@ class StreamObjective(nn.Module):
         return total, logits, parts
 
 
+    def output_module(self, output: str) -> "OutputModule":
+        """The student output `output` as a module of its inputs (a strategy's own step runs it functionally)."""
+        if output not in self._output_modules:
+            net = self.model if output == FUSED else self.model.streams[output]
+            self._output_modules[output] = OutputModule(net, output, self.trainable, self.fused_scale,
+                                                        self.strategies[output].uses_features)
+        return self._output_modules[output]
+
+    def meta_steps(
+        self, sample: Mapping[str, torch.Tensor], labels: torch.Tensor, teacher_logits: torch.Tensor | None,
+        teacher_features: list[torch.Tensor] | None, logits: Mapping[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer, step: int, steps_per_epoch: int, distributed: bool,
+    ) -> None:
+        """After the student's optimiser step: `meta_step` of every strategy that has one, with its `StepContext`."""
+        for output in self.meta_outputs:
+            strategy = self.strategies[output]
+            reads = self.trainable if output == FUSED else (output,)
+            strategy.meta_step(StepContext(
+                student=self.output_module(output), inputs={m: sample[m] for m in reads}, labels=labels,
+                student_logits=logits[output].detach().float(), teacher_logits=self.routed(output, teacher_logits),
+                teacher_features=self.routed(output, teacher_features) if strategy.uses_features else None,
+                optimizer=optimizer, step=step, steps_per_epoch=steps_per_epoch, distributed=distributed,
+            ))
+
+    def meta_state_names(self) -> list[str]:
+        """Every parameter and buffer (by name in this module) a strategy trains in its own step, not by backward:
+        DistributedDataParallel must leave them out (the strategy keeps its copies equal itself)."""
+        names = []
+        for strategy in self.strategies.values():
+            meta = meta_module(strategy)
+            if meta is not None:
+                prefix = next(name for name, module in self.named_modules() if module is meta)
+                names += [f"{prefix}.{name}" for name, _ in (*meta.named_parameters(), *meta.named_buffers())]
+        return names
+
+
+def meta_module(strategy: nn.Module) -> nn.Module | None:
+    """The part of a strategy its own step trains (`DistillStrategy.meta_module`); None for any other module."""
+    own = getattr(strategy, "meta_module", None)
+    return own() if callable(own) else None
+
+
+class OutputModule(nn.Module):
+    """One student output as a module: inputs (modality -> tensor) -> (logits (B, C) as float, spatial map or None).
+
+    `net` is the output's stream, or for `fused` the whole CoViAR (its trainable streams fused as the objective
+    fuses them); `with_map` runs the stream for its map too (a strategy's feature term).
+    """
+
+    def __init__(self, net: nn.Module, output: str, streams: Sequence[str], fused_scale: float, with_map: bool) -> None:
+        super().__init__()
+        self.net, self.output, self.streams = net, output, tuple(streams)
+        self.fused_scale, self.with_map = fused_scale, with_map
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output's logits (and map) for `inputs`."""
+        if self.output == FUSED:
+            logits = {m: self.net.streams[m](inputs[m]) for m in self.streams}
+            return (self.net.fuse(logits) * self.fused_scale).float(), None
+        if self.with_map:
+            logits, feature_map = self.net.forward_with_map(inputs[self.output])
+            return logits.float(), feature_map
+        return self.net(inputs[self.output]).float(), None
+
+
 def trainable_streams(config: RunConfig, model: CoViAR) -> tuple[str, ...]:
     """Streams the run trains: every stream of the model except `model.frozen`."""
     unknown = sorted(set(config.model.frozen) - set(model.modalities))
@@ -106,13 +174,15 @@ def build_strategies(
     teacher_feature_dims: Sequence[int],
     routes: Mapping[str, Sequence[int]] | None = None,
     teacher_heads: Sequence[object] | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, DistillStrategy]:
     """One strategy per student output, from `distill.strategy` and `distill.params`.
 
     The outputs are the keys of `routes` (output -> indices of its teachers, cvkd.engine.routes) or, without routes,
     the trainable streams, each then learning from every teacher. Sizes a strategy needs and the config cannot know
-    are filled in: `num_classes` (meta), and the channels of the student's and teachers' spatial maps and the
-    teachers' classifiers on their maps (`teacher_heads`; CA-MKD's feature term).
+    are filled in: `num_classes` (meta), the per-process `batch_size` (MMKD's feature weights), and the channels of
+    the student's and teachers' spatial maps and the teachers' classifiers on their maps (`teacher_heads`; CA-MKD's
+    feature term).
     """
     name = config.distill.strategy
     if not teacher_feature_dims and name != "none":
@@ -126,6 +196,7 @@ def build_strategies(
         params = dict(config.distill.params)
         inferred = {
             "num_classes": model.num_classes,
+            "batch_size": batch_size,
             "student_dim": lambda: 0 if output == FUSED else model.streams[output].map_channels,
             "teacher_dims": lambda: [teacher_feature_dims[i] for i in route],
             "teacher_heads": lambda: None if teacher_heads is None else [teacher_heads[i] for i in route],
@@ -140,7 +211,8 @@ def build_strategies(
 
 
 def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.optim.Optimizer:
-    """Adam with CoViAR's per-layer learning-rate multipliers; strategy parameters (if any) at the base rate."""
+    """Adam with CoViAR's per-layer learning-rate multipliers; strategy parameters (if any) at the base rate, except
+    those a strategy trains in its own step (`meta_module`)."""
     optim = config.optim
     groups = []
     placed: set[int] = set()  # a layer several streams share (a shared trunk) joins the first stream's groups only
@@ -155,7 +227,9 @@ def build_optimizer(config: RunConfig, objective: StreamObjective) -> torch.opti
             scale = stream_lr_scale(config, objective.model, modality)
             group.update(lr=group["lr"] * scale, lr_mult=group["lr_mult"] * scale)
             groups.append({**group, "name": f"{modality}.{group['name']}"})
-    extra = [p for p in (*objective.strategies.parameters(), *objective.hints.parameters()) if p.requires_grad]
+    own = {id(p) for s in objective.strategies.values() if meta_module(s) for p in meta_module(s).parameters()}
+    extra = [p for p in (*objective.strategies.parameters(), *objective.hints.parameters())
+             if p.requires_grad and id(p) not in own]  # a strategy's meta step trains its own
     if extra:
         groups.append({"params": extra, "lr": optim.lr, "weight_decay": 0.0, "lr_mult": 1.0, "name": "strategy"})
     return torch.optim.Adam(groups, lr=optim.lr, eps=optim.eps, weight_decay=optim.weight_decay)

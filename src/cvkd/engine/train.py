@@ -108,7 +108,8 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     model = build_model(config, len(class_names)).to(runtime.device)
     _initialise_streams(config, model, class_names)
     trainable = trainable_streams(config, model)
-    objective = build_objective(config, model, trainable, teachers).to(runtime.device)
+    per_process_batch = max(1, config.data.batch_size // runtime.world_size)
+    objective = build_objective(config, model, trainable, teachers, per_process_batch).to(runtime.device)
     for modality in config.model.frozen:
         model.streams[modality].requires_grad_(False)
     if runtime.device.type == "cuda" and config.channels_last:
@@ -119,6 +120,8 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(runtime.device, config.amp, config.amp_dtype))
     step_module: nn.Module = objective
     if runtime.distributed:
+        if objective.meta_state_names():  # trained by a strategy's own step, kept equal across processes by it
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(objective, objective.meta_state_names())
         step_module = DistributedDataParallel(
             objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
         )
@@ -141,7 +144,6 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         warning = flip_warning(class_names, config.data.flip, mapped)
         if warning:
             tqdm.write(warning)
-    per_process_batch = max(1, data.batch_size // runtime.world_size)
     left_out = len(train_set) % per_process_batch if len(train_set) > per_process_batch else 0
     if left_out and not runtime.distributed and runtime.is_main:
         tqdm.write(f"note: {len(train_set)} training videos in batches of {per_process_batch}: {left_out} of each "
@@ -214,15 +216,17 @@ def frozen_rendering_notes(config: RunConfig) -> list[str]:
 
 
 def build_objective(
-    config: RunConfig, model: CoViAR, trainable: tuple[str, ...], teachers: TeacherSet | None
+    config: RunConfig, model: CoViAR, trainable: tuple[str, ...], teachers: TeacherSet | None,
+    batch_size: int | None = None,
 ) -> StreamObjective:
-    """The trainable streams with their strategies, routed to the teachers each output learns from, and their hints."""
+    """The trainable streams with their strategies, routed to the teachers each output learns from, and their hints
+    (`batch_size`: the per-process batch, for strategies whose parts are sized by it)."""
     distill = config.distill
     teacher_dims = teachers.map_channels() if teachers else []
     refs = teachers.teachers if teachers else []
     routes = resolve_routes(distill.stream_teachers, refs, trainable)
     heads = teachers.heads() if teachers else None
-    strategies = build_strategies(config, model, trainable, teacher_dims, routes, heads)
+    strategies = build_strategies(config, model, trainable, teacher_dims, routes, heads, batch_size)
     hinting = tuple(range(len(refs)))
     if distill.hint_teachers and refs:
         hinting = teacher_routes({HINTS_KEY: distill.hint_teachers}, refs, [HINTS_KEY])[HINTS_KEY]
@@ -415,6 +419,9 @@ class _Trainer:
             parts.scaler.scale(loss).backward()
             parts.scaler.step(parts.optimizer)
             parts.scaler.update()
+            if parts.objective.meta_outputs:  # strategies that take a step of their own (MMKD's meta step)
+                parts.objective.meta_steps(sample, labels, teacher_logits, teacher_features, logits, parts.optimizer,
+                                           step, len(parts.train_loader), runtime.distributed)
             meter.add(loss, labels, logits, loss_parts)
             if step % max(1, config.log_every) == 0 and parts.progress:
                 bar.set_postfix(loss=f"{meter.last_loss():.3f}")  # the one host read of a log interval
