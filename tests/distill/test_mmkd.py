@@ -274,3 +274,83 @@ def test_bad_parameters_are_one_config_error(params, fragment):
 
     with pytest.raises(ConfigError, match=fragment):
         create_strategy("mmkd", 2, num_classes=3, **params)
+
+
+class MapStudent(nn.Module):
+    """A student with a spatial map: x -> map (B, 3, 2, 2) -> logits from its mean; inputs {"x": (B, D)}."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.to_map = nn.Linear(D, 3 * 2 * 2, dtype=torch.float64)
+        self.head = nn.Linear(3, C, dtype=torch.float64)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * 0.5)
+
+    def forward(self, inputs):
+        feature_map = torch.tanh(self.to_map(inputs["x"])).view(-1, 3, 2, 2)
+        return self.head(feature_map.mean(dim=(-2, -1))), feature_map
+
+
+def reference_feature_meta_loss(strategy, student, batch, lr: float) -> float:
+    """The look-ahead by hand in plain autograd: weights from the networks as the authors' forward computes them
+    (student input detached, weights constants of each step), SGD steps on student and adapters, CE after."""
+    from torch.func import functional_call
+
+    modules = {"student": student, "match": strategy.feature_match}
+    params = {f"{k}.{n}": p.detach().clone() for k, m in modules.items() for n, p in m.named_parameters()}
+    buffers = {k: {n: b.clone() for n, b in m.named_buffers()} for k, m in modules.items()}
+
+    def state(key):
+        return {**{n[len(key) + 1:]: p for n, p in params.items() if n.startswith(key)}, **buffers[key]}
+
+    def logits_and_map():
+        return functional_call(student, state("student"), (batch.inputs,))
+
+    for step in range(3):
+        for p in params.values():
+            p.requires_grad_(True)
+        logits, feature_map = logits_and_map()
+        if step < 2:
+            w, v = strategy.weights(batch, logits, feature_map)
+            errors = functional_call(strategy.feature_match, state("match"), (feature_map, batch.teacher_maps))
+            kl = strategy.divergences(batch, logits)
+            loss = strategy.beta * (w.detach() * kl).sum() / B + strategy.gamma * (v.detach() * errors).sum() / B
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, batch.labels)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        params = {n: (p - lr * g if g is not None else p).detach() for (n, p), g in zip(params.items(), grads)}
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(logits_and_map()[0], batch.labels))
+
+
+def test_feature_branch_hypergradient_equals_finite_differences():
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(B, D, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, C, (B,), generator=generator)
+    teachers = torch.randn(K, B, C, generator=generator, dtype=torch.float64) * 2
+    maps = [torch.randn(B, 2, 2, 2, generator=generator, dtype=torch.float64),
+            torch.randn(B, 3, 4, 4, generator=generator, dtype=torch.float64)]  # pooled to the student's 2 x 2
+    student = MapStudent(generator)
+    torch.manual_seed(7)
+    strategy = create_strategy("mmkd", K, num_classes=C, temperature=T, gamma=0.5, batch_size=B, student_dim=3,
+                               teacher_dims=[2, 3]).double()
+    with torch.no_grad():  # a feature-weight network whose output is not saturated by the raw Gram matrices
+        for parameter in strategy.meta.features.parameters():
+            parameter.mul_(0.05)
+    parameters = [*student.parameters(), *strategy.feature_match.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=0.4)
+    batch = MetaBatch({"x": x}, labels, teachers, maps)
+    grads = strategy.hypergradient(student, optimizer, batch)
+    meta = list(strategy.meta.parameters())
+    assert len(grads) == len(meta) and any(float(g.abs().max()) > 0 for g in grads[4:])  # feature weights learn
+    for index in (0, 3, 4, 6):  # one logit-weight and several feature-weight tensors, a few entries each
+        parameter = meta[index]
+        for flat in range(0, parameter.numel(), max(1, parameter.numel() // 5)):
+            entry, saved = parameter.data.view(-1), float(parameter.data.view(-1)[flat])
+            entry[flat] = saved + STEP_H
+            plus = reference_feature_meta_loss(strategy, student, batch, 0.4)
+            entry[flat] = saved - STEP_H
+            minus = reference_feature_meta_loss(strategy, student, batch, 0.4)
+            entry[flat] = saved
+            assert float(grads[index].view(-1)[flat]) == pytest.approx((plus - minus) / (2 * STEP_H), abs=1e-8)
