@@ -1,6 +1,6 @@
 """Resource bombs end in one short line, exit 2, within 10 s and within 2 GiB, run as a user runs them: each command
 is a child process under a memory limit (RLIMIT_AS 2 GiB where the command never imports torch; RLIMIT_DATA 2 GiB
-for `cvkd compare`, since torch alone maps 3.2 GB of address space, mostly shared library code), and the bound of
+for `cvkd compare`, since torch alone maps 3.1 GiB of address space, mostly shared library code), and the bound of
 10 s is a timeout on that child. The child's peak resident memory is measured by a wrapper process (the largest
 `ru_maxrss` of its descendants) and printed with `-s`.
 
