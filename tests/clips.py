@@ -73,8 +73,10 @@ def encode_with_pyav(
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
     container_options: dict | None = None,
+    timestamps: Sequence[int] | None = None,
 ) -> Path:
-    """Encode with PyAV directly (any codec, B-frames, forced I-frames): sources unlike cvkd's own output."""
+    """Encode with PyAV directly (any codec, B-frames, forced I-frames): sources unlike cvkd's own output.
+    `timestamps`: each picture's pts in periods of 1 / `fps` (default 0, 1, 2, ...): gaps are skipped frames."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=fps, options=options or {})
@@ -83,7 +85,7 @@ def encode_with_pyav(
         stream.codec_context.max_b_frames = b_frames
         for t, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = t
+            frame.pts = t if timestamps is None else timestamps[t]
             frame.pict_type = 1 if t in forced_iframes else 0
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -47,7 +47,8 @@ def test_prediction_line_and_json_formats():
     prediction = Prediction("clips/a.avi", top_k(np.log(np.array([1.0, 3.0])), ("walk", "run"), 2), 0.1234)
     assert prediction.to_line() == "clips/a.avi: run 0.75, walk 0.25  (123 ms)"
     assert prediction.to_json() == {"path": "clips/a.avi", "seconds": 0.1234, "rotation": 0, "topk": [
-        {"label": "run", "probability": pytest.approx(0.75)}, {"label": "walk", "probability": pytest.approx(0.25)}]}
+        {"label": "run", "probability": pytest.approx(0.75)}, {"label": "walk", "probability": pytest.approx(0.25)}],
+        "timing": None, "sampling": "index"}
 
 
 @pytest.mark.parametrize("crops", [1, 10])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +20,8 @@ from cvkd.fileio import atomic_path
 _NO_SCENE_CUT = "1000000000"
 
 
+MAX_GAP_SECONDS = 3600  # a longer step between two source pictures is a damaged timestamp, not a pause (MPEG-4
+# Part 2 spends a bit per second of a step on its modulo time base)
 MAX_SIDE = 4096  # the largest re-encoded side (4K sources fit; FFmpeg refuses absurd sizes with a bare error)
 
 
@@ -85,12 +88,13 @@ class Mpeg4Writer:
         """Encode one (H, W, 3) uint8 RGB image, scaled to the target size if needed."""
         self.write_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
 
-    def write_frame(self, frame: av.VideoFrame) -> None:
-        """Encode one decoded PyAV frame, scaled to the target size; its own timing and picture type are dropped."""
+    def write_frame(self, frame: av.VideoFrame, pts: int | None = None) -> None:
+        """Encode one decoded PyAV frame, scaled to the target size, at `pts` (in periods of the writer's rate; must
+        increase; default: the next period); its own timing and picture type are dropped."""
         scaled = self._reformatter.reformat(
             frame, width=self.settings.width, height=self.settings.height, format="yuv420p"
         )
-        scaled.pts = self.frames_written
+        scaled.pts = self.frames_written if pts is None else pts
         scaled.time_base = self._stream.codec_context.time_base
         scaled.pict_type = 0  # NONE: let the GOP decide, never inherit the source's I-frames
         for packet in self._stream.encode(scaled):
@@ -126,8 +130,42 @@ def encode_rgb_frames(
     return writer.frames_written
 
 
+class SourceClock:
+    """Places a source's pictures on the writer's periods (1 / `rate`): each at its own time from the first picture,
+    rounded, so a re-encode keeps the source's duration (skipped frames stay gaps, a variable frame rate stays
+    variable). Times always increase: a picture that would round onto the one before goes one period later (the
+    next ones snap back to their own times), and a picture without a timestamp, one whose time goes back, or one more
+    than MAX_GAP_SECONDS after the one before (damaged timestamps) goes one period after the one before and the
+    pictures after it keep their steps from there."""
+
+    def __init__(self, rate: Fraction) -> None:
+        self.rate = Fraction(rate)
+        self.origin: Fraction | None = None  # the source time written at period 0
+        self.last = -1  # the period of the last picture placed
+        self.previous: Fraction | None = None  # the source time of the last picture placed
+
+    def place(self, pts: int | None, time_base: Fraction | None) -> int:
+        """The period of the next picture, whose source timestamp is `pts` in units of `time_base`."""
+        if pts is None or not time_base:
+            self.last += 1
+            self.origin = self.previous = None
+            return self.last
+        seconds = pts * Fraction(time_base)
+        late = self.previous is not None and seconds - self.previous > MAX_GAP_SECONDS
+        if self.origin is None or late or (self.previous is not None and seconds <= self.previous):
+            self.origin = seconds - (self.last + 1) / self.rate
+        self.previous = seconds
+        self.last = max(round((seconds - self.origin) * self.rate), self.last + 1)
+        return self.last
+
+
+def source_rate(stream) -> Fraction:
+    """The frame rate a source stream declares (FFmpeg's guess from its timestamps and header), 25 when absent."""
+    return Fraction(stream.guessed_rate or stream.average_rate or 25)
+
+
 def _decoded_frames(source: str | os.PathLike) -> Iterator[tuple[av.VideoFrame, Fraction]]:
-    """Yield every decodable frame of the first video stream of `source`, with the stream's frame rate."""
+    """Yield every decodable frame of the first video stream of `source`, with the stream's declared frame rate."""
     try:
         container = open_video(source)
     except (av.FFmpegError, OSError) as error:
@@ -135,7 +173,7 @@ def _decoded_frames(source: str | os.PathLike) -> Iterator[tuple[av.VideoFrame, 
     with container:
         stream = first_video_stream(container, source)
         stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        rate = source_rate(stream)
         try:
             for packet in container.demux(stream):
                 for frame in packet.decode():
@@ -147,8 +185,9 @@ def _decoded_frames(source: str | os.PathLike) -> Iterator[tuple[av.VideoFrame, 
 def reencode(source: str | os.PathLike, out: str | os.PathLike, settings: EncodeSettings = EncodeSettings()) -> int:
     """Re-encode any video PyAV can decode into CoViAR's MPEG-4 Part 2 layout at `out`; return the frame count.
 
-    Every decoded frame is encoded exactly once (no frame-rate conversion, so no duplicated motionless frames);
-    audio is dropped; the output appears only when complete.
+    Every decoded frame is encoded exactly once (no frame-rate conversion, so no duplicated motionless frames), at
+    its own time on the periods of the source's declared rate (`SourceClock`): a source whose timestamps skip frames
+    or vary keeps its duration, within one period. Audio is dropped; the output appears only when complete.
     """
     source = Path(source)
     stat_video(source)  # missing, a link loop, a folder, a fifo or empty: one line before any demuxer opens it
@@ -158,9 +197,9 @@ def reencode(source: str | os.PathLike, out: str | os.PathLike, settings: Encode
         raise VideoError(source, "contains no decodable video frames")
     with atomic_path(out) as tmp:
         with Mpeg4Writer(tmp, settings, first[1]) as writer:
-            writer.write_frame(first[0])
-            for frame, _ in frames:
-                writer.write_frame(frame)
+            clock = SourceClock(storable_rate(first[1]))
+            for frame, _ in itertools.chain([first], frames):
+                writer.write_frame(frame, clock.place(frame.pts, frame.time_base))
     return writer.frames_written
 
 

@@ -22,8 +22,9 @@ from cvkd.codec.vop import last_vop, time_increment_bits, time_resolution, uneve
 from cvkd.errors import ConfigError, CvkdError, FrameIndexError, VideoError
 from cvkd.fileio import atomic_write_json, cache_root
 
-_INDEX_VERSION = 4  # 2: MPEG-4 Part 2 with B-frames indexed in display order; 3: truncated files refused;
-# 4: misplaced pictures refused (seeks checked, raw packets counted, raw MPEG-4 timing)
+_INDEX_VERSION = 5  # 2: MPEG-4 Part 2 with B-frames indexed in display order; 3: truncated files refused;
+# 4: misplaced pictures refused (seeks checked, raw packets counted, raw MPEG-4 timing); 5: time base, nominal rate and
+# end of the last picture kept (codec.timeline); an AVI whose empty chunks skip frames is sparse, not truncated
 _VOP_START_CODE = b"\x00\x00\x01\xb6"
 _VOP_TYPES = "IPBS"  # MPEG-4 Part 2 vop_coding_type 0..3
 _PICT_TYPE_LETTERS = "?IPBS??B"  # PyAV PictureType: NONE I P B S SI SP BI
@@ -48,6 +49,9 @@ class VideoIndex:
     gop_starts: tuple[int, ...]  # first frame of every GOP (an I-frame)
     rotation: int = 0  # display rotation in degrees counter-clockwise (the container's display matrix); frames are
     # read as stored, unrotated: `info` and `predict` say so
+    time_base: tuple[int, int] = (0, 1)  # seconds per unit of frame_pts as (numerator, denominator); (0, 1): none
+    end_pts: int | None = None  # where the last picture in display order ends (its timestamp plus its duration)
+    nominal_fps: float = 0.0  # the frame rate the container declares (FFmpeg's guess); an AVI's rate of frame slots
 
     @property
     def num_frames(self) -> int:
@@ -213,10 +217,14 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
+        nominal = stream.guessed_rate or rate
+        nominal_fps = float(nominal) if nominal else 0.0
+        time_base = (stream.time_base.numerator, stream.time_base.denominator) if stream.time_base else (0, 1)
         format_name = container.format.name.split(",")[0]
     if not types:
         raise VideoError(path, "contains no video frames")
-    if 0 < len(types) < listed:
+    end_pts = notes.end_pts(pts, time_base, nominal_fps)
+    if 0 < len(types) < listed and not _skips_listed_slots(format_name, listed, end_pts, time_base, nominal_fps):
         raise VideoError(path, f"damaged: the container's index lists {listed} frames, the file holds {len(types)} "
                                "(truncated?)")
     if types[0] != "I":
@@ -245,7 +253,23 @@ def scan_video(path: str | os.PathLike) -> VideoIndex:
         frame_pts=tuple(pts),
         gop_starts=starts,
         rotation=rotation,
+        time_base=time_base,
+        end_pts=end_pts,
+        nominal_fps=nominal_fps,
     )
+
+
+def _skips_listed_slots(format_name: str, listed: int, end_pts: int | None, time_base: tuple[int, int],
+                        nominal_fps: float) -> bool:
+    """Whether a file holding fewer pictures than its container lists is sparse rather than truncated: an AVI lists
+    frame slots (its timestamps count them, one per period of its declared rate) and marks a skipped frame by an
+    empty chunk, so 68 pictures may fill 444 listed slots. It is sparse when its last picture ends at the listing's
+    end (within half a slot); a file cut short ends before it. Other containers list pictures (an MP4 sample table),
+    so there fewer pictures than listed is always damage."""
+    if format_name != "avi" or end_pts is None or not time_base[0] or nominal_fps <= 0:
+        return False
+    slots = end_pts * time_base[0] / time_base[1] * nominal_fps
+    return slots >= listed - 0.5
 
 
 def open_video(path: str | os.PathLike) -> av.container.InputContainer:
@@ -271,6 +295,25 @@ class ScanNotes:
     packets: int = 0  # non-empty packets demuxed
     vop_heads: list[bytes] = field(default_factory=list)  # MPEG-4: the first bytes of every VOP
     rotation: int | None = None  # display rotation of the first decoded frame (None: nothing decoded)
+    ends: dict[int, int] = field(default_factory=dict)  # a picture's timestamp -> its duration, where one is known
+
+    def note_duration(self, pts: int | None, duration: int | None) -> None:
+        """Record how long the picture at `pts` lasts (its packet's or frame's duration, when positive)."""
+        if pts is not None and duration:
+            self.ends[pts] = duration
+
+    def end_pts(self, pts: list[int | None], time_base: tuple[int, int], nominal_fps: float) -> int | None:
+        """Where the last picture in display order ends: its timestamp plus its duration, or one period of the
+        nominal rate when no duration was given; None for a stream without timestamps."""
+        stamps = [stamp for stamp in pts if stamp is not None]
+        if not stamps:
+            return None
+        last = max(stamps)
+        if last in self.ends:
+            return last + self.ends[last]
+        if time_base[0] and nominal_fps > 0:
+            return last + max(1, round(time_base[1] / (time_base[0] * nominal_fps)))
+        return last + 1
 
     def remember(self, packet: av.Packet) -> bool:
         """Count a packet and record it if it is a key packet (the first one seen for a timestamp); True."""
@@ -372,6 +415,7 @@ def _scan_mpeg4_packets(
             types.append(_VOP_TYPES[payload[offset + 4] >> 6])
             notes.vop_heads.append(payload[offset:offset + _VOP_HEAD_BYTES])
             pts.append(packet.pts)
+            notes.note_duration(packet.pts, packet.duration)
             offset = payload.find(_VOP_START_CODE, offset + 4)
     return types, pts
 
@@ -391,6 +435,7 @@ def _scan_by_decoding(
         letter = _PICT_TYPE_LETTERS[int(frame.pict_type)]
         types.append("I" if letter == "?" and frame.key_frame else letter)
         pts.append(frame.pts)
+        notes.note_duration(frame.pts, frame.duration)
     return types, pts
 
 
@@ -461,6 +506,7 @@ def _read_disk_cache(key: tuple[str, int, int]) -> VideoIndex | None:
             return None
         payload["frame_pts"] = tuple(payload["frame_pts"])
         payload["gop_starts"] = tuple(payload["gop_starts"])
+        payload["time_base"] = tuple(payload["time_base"])
         return VideoIndex(**payload)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, unreadable or from another version: rescan

@@ -10,6 +10,7 @@ from itertools import groupby
 
 from cvkd.codec.index import VideoIndex, index_video
 from cvkd.codec.support import reading_mode
+from cvkd.codec.timeline import timeline
 from cvkd.errors import CvkdError
 
 LONG_TYPES = 60  # picture-type strings longer than this are printed run-length encoded
@@ -39,7 +40,8 @@ def describe(index: VideoIndex) -> str:
         f"  size         {index.width}x{index.height} @ {index.fps:.3f} fps",
         *([f"  rotation     {index.rotation} degrees (display matrix); cvkd reads the frames as stored, unrotated"]
           if index.rotation else []),
-        f"  frames       {index.num_frames}",
+        f"  frames       {index.num_frames} (decoded pictures, display order: what a frame index counts)",
+        f"  timing       {timeline(index).statement()}",
         f"  GOPs         {index.num_gops} ({gop_summary} frames)",
         f"  GOP starts   {' '.join(map(str, index.gop_starts))}",
         f"  B-frames     {'yes' if index.has_b_frames else 'none'}",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 "path": index.path, "codec": index.codec, "container": index.container_format,
                 "width": index.width, "height": index.height, "fps": index.fps, "frames": index.num_frames,
                 "gop_starts": list(index.gop_starts), "pict_types": index.pict_types, "read": reading_mode(index),
-                "rotation": index.rotation,
+                "rotation": index.rotation, "timing": timeline(index).to_json(),
             }))
         else:
             print(describe(index))

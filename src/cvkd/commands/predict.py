@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"cvkd predict: {problem}", file=sys.stderr, flush=True)
     for outcome in predict_files(predictor, collected.videos, args.topk):
         if isinstance(outcome, Prediction):
-            if outcome.rotation_warning:
-                print(outcome.rotation_warning, file=sys.stderr, flush=True)
+            for note in (outcome.rotation_warning, outcome.timing_note):
+                if note:
+                    print(note, file=sys.stderr, flush=True)
             print(json.dumps(outcome.to_json()) if args.json else outcome.to_line(), flush=True)
         else:
             failed += 1

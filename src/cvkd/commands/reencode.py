@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvkd.codec.encode import EncodeSettings
+from cvkd.codec.index import index_video
+from cvkd.codec.timeline import timeline
 from cvkd.data.lists import find_videos
 from cvkd.data.prepare import encode_settings, reencode_into
 from cvkd.data.shards import parse_shard
@@ -59,8 +61,12 @@ def collect_jobs(sources: list[Path], out: Path, settings: EncodeSettings) -> li
     return jobs
 
 
-def _run_job(job: ReencodeJob) -> int:
-    return reencode_into(job.source, job.target, job.settings)
+def _run_job(job: ReencodeJob) -> tuple[int, str | None]:
+    """Re-encode one source; its frame count, and the output's time line when its pictures do not come one per
+    declared frame period (the statement `cvkd info` prints of the source and of the output alike)."""
+    frames = reencode_into(job.source, job.target, job.settings)
+    line = timeline(index_video(job.target))
+    return frames, None if line.kind in ("constant", "untimed") else f"{job.source}: {line.headline()} (timestamps kept)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
     todo = [job for job in jobs if args.force or not job.target.exists()]
     outcomes = run_jobs(_run_job, todo, args.workers, description="reencode")
     failures = [o for o in outcomes if not o.ok]
-    frames = sum(o.value for o in outcomes if o.ok)
+    frames = sum(o.value[0] for o in outcomes if o.ok)
     print(
         f"{share}re-encoded {len(todo) - len(failures)} video(s) ({frames} frames), skipped {len(jobs) - len(todo)} existing, "
         f"{len(failures)} failed -> {args.out}"
     )
+    for outcome in outcomes:
+        if outcome.ok and outcome.value[1]:
+            print(outcome.value[1])
     for outcome in failures:
         print(f"failed: {outcome.error}", file=sys.stderr)
     return 1 if failures else 0

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from cvkd.codec.reader import CompressedVideo
+from cvkd.codec.timeline import timeline
 from cvkd.data.lists import VideoList
 from cvkd.data.sampling import ViewSpec, eval_view, frame_for_modality, train_view
 from cvkd.data.colour import draw_hls_jitter
@@ -151,15 +152,24 @@ class CompressedVideoDataset(Dataset):
     def sample_view(self, index: int, epoch: int | None = None) -> ViewSpec:
         """The view item `index` gets in `epoch` (default: the current one); deterministic for evaluation."""
         video = self.video(index)
+        times = self._times(video)
         if not self.train:
             return eval_view(video.num_frames, self.num_segments, self.crop_size, self.test_crops,
-                             self.rendering.mirror)
+                             self.rendering.mirror, times)
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch, index])
         return train_view(
             video.num_frames, self.num_segments, (video.height, video.width), self.crop_size, self.scales, rng,
-            self.rendering.mirror,
+            self.rendering.mirror, times,
         )
+
+    def _times(self, video: CompressedVideo) -> tuple[tuple[float, ...], float] | None:
+        """The pictures' start times and the duration when segments follow time (`rendering.sampling`) and the
+        video has timestamps; None: segments share out the pictures."""
+        if self.rendering.sampling != "time":
+            return None
+        line = timeline(video.index)
+        return None if line.starts is None or line.duration is None else (line.starts, line.duration)
 
     def sample_jitter(self, index: int, frames: int, epoch: int | None = None) -> np.ndarray | None:
         """The I-frame colour-jitter draws (frames, 3) of item `index` in `epoch` (None when no rendering jitters)."""

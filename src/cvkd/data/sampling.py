@@ -18,6 +18,8 @@ from cvkd.errors import DatasetError
 # The test protocol crops from a frame resized to 256x256 for 224 crops (CoViAR, TSN); other sizes keep the ratio.
 TEST_RESIZE_RATIO = 256 / 224
 TEN_CROP_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
+_SAME_MOMENT = 1e-6  # seconds: a picture starting this close after a sampled moment counts as shown then (rounding;
+# finer than any container's clock, 90 kHz at most)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,32 @@ def segment_indices(
     return indices
 
 
+def time_segment_indices(
+    starts: Sequence[float], duration: float, num_segments: int, train: bool, rng: np.random.Generator | None = None
+) -> list[int]:
+    """One picture per each of `num_segments` equal spans of time (`data.sampling: time`): the picture shown at a
+    random time in the span (train) or at its middle (test).
+
+    `starts[i]` is when picture i is shown, seconds from the first picture (increasing); `duration` runs from the
+    first picture's start to the last one's end. The picture shown at time t is the last one that starts at or before
+    t, so a long pause in the pictures (skipped frames) repeats the picture before it, as a player shows it, and a
+    burst of pictures in a short time gives them no more weight than that time. Indices never decrease.
+    """
+    if not starts:
+        raise DatasetError(f"cannot sample {num_segments} segments from a video with no pictures")
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if train and rng is None:
+        raise ValueError("training sampling needs a random generator")
+    span = max(float(duration), float(starts[-1]))
+    indices = []
+    for k in range(num_segments):
+        low, high = k * span / num_segments, (k + 1) * span / num_segments
+        moment = float(rng.uniform(low, high)) if train else (low + high) / 2  # type: ignore[union-attr]
+        indices.append(max(0, bisect.bisect_right(starts, moment + _SAME_MOMENT) - 1))
+    return indices
+
+
 def frame_for_modality(frame: int, modality: str, gop_starts: Sequence[int], num_frames: int) -> int:
     """The frame whose `modality` represents `frame`: its GOP's I-frame for 'iframe', itself for 'rgb', a P-frame for
     'mv' and 'residual'.
@@ -168,22 +196,26 @@ def train_view(
     scales: Sequence[float],
     rng: np.random.Generator,
     mirror: bool = True,
+    times: tuple[Sequence[float], float] | None = None,
 ) -> ViewSpec:
     """A training view: random frame per segment, one multi-scale crop of the (height, width) frame, a random flip
-    when `mirror` (the draw is made either way, so the other choices do not depend on it)."""
-    frames = segment_indices(num_frames, num_segments, True, rng)
+    when `mirror` (the draw is made either way, so the other choices do not depend on it). With `times` (the
+    pictures' start times and the duration, seconds), segments are spans of time (`time_segment_indices`)."""
+    frames = (segment_indices(num_frames, num_segments, True, rng) if times is None
+              else time_segment_indices(times[0], times[1], num_segments, True, rng))
     x, y, w, h = random_crop_box(rng, frame_size[0], frame_size[1], scales)
     flip = bool(rng.random() < 0.5) and mirror
     return ViewSpec(tuple(frames), (Crop(x, y, w, h, flip),), size)
 
 
 def eval_view(num_frames: int, num_segments: int, size: tuple[int, int], num_crops: int = 1,
-              mirror: bool = True) -> ViewSpec:
-    """A test view: segment centre frames, the frame resized (`eval_resize`), then its centre crop or 10 crops
-    (five of them mirrored when `mirror`)."""
+              mirror: bool = True, times: tuple[Sequence[float], float] | None = None) -> ViewSpec:
+    """A test view: segment centre frames (with `times`, the pictures shown at the middles of equal spans of time),
+    the frame resized (`eval_resize`), then its centre crop or 10 crops (five of them mirrored when `mirror`)."""
     if num_crops not in (1, 10):
         raise ValueError(f"test crops must be 1 (centre) or 10 (corners + centre, and flips), got {num_crops}")
-    frames = segment_indices(num_frames, num_segments, False)
+    frames = (segment_indices(num_frames, num_segments, False) if times is None
+              else time_segment_indices(times[0], times[1], num_segments, False))
     resize = eval_resize(size)
     if num_crops == 1:
         crops = (Crop(*centre_box(resize[0], resize[1], size[0], size[1])),)

@@ -35,6 +35,7 @@ from cvkd.modalities import CHANNELS, IMAGENET_MEAN, IMAGENET_STD, MODALITIES, M
 
 TRAIN_SCALES = {name: spec.train_scales for name, spec in SPECS.items()}
 MV_RESIZE_MODES = ("rescale", "coviar")
+SAMPLING_MODES = ("index", "time")  # what a segment divides: the pictures, or the time they span
 JITTERED = ("iframe",)  # the modalities CoViAR's colour jitter applies to
 
 
@@ -47,18 +48,23 @@ class Rendering:
     with one draw per segment frame passed to `render_sample`. `outside`: the reader's rule for a motion source
     outside the frame, "clamp" (cvkd) or "keep" (CoViAR's: the pixel keeps its previous mapping). `mirror`: whether
     views may be mirrored (half the training samples, five of the ten test crops); off for directional classes.
+    `sampling`: a segment is a share of the pictures ("index", a frame index being a decoded picture in display
+    order) or a span of time ("time": the picture shown then, `cvkd.codec.timeline`).
     """
 
     mv_resize: str = "rescale"
     iframe_jitter: bool = False
     outside: str = "clamp"
     mirror: bool = True
+    sampling: str = "index"
 
     def __post_init__(self) -> None:
         if self.mv_resize not in MV_RESIZE_MODES:
             raise ValueError(f"mv_resize must be one of {', '.join(MV_RESIZE_MODES)}, got {self.mv_resize!r}")
         if self.outside not in OUTSIDE_RULES:
             raise ValueError(f"outside must be one of {', '.join(OUTSIDE_RULES)}, got {self.outside!r}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
 
     @property
     def rescale_mv(self) -> bool:

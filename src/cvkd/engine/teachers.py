@@ -84,10 +84,10 @@ class TeacherSet(nn.Module):
 
     def own_rendering(self, run: str, student: Rendering) -> Rendering:
         """How `run` renders its inputs: its own config's MV resize and outside rule (what it was trained with), the
-        student's I-frame jitter and mirroring (augmentations of the shared view, like the crop)."""
+        student's I-frame jitter, mirroring and sampling (augmentations of the shared view, like the crop)."""
         data = self.runs[run].config.data
         return Rendering(mv_resize=data.mv_resize, iframe_jitter=student.iframe_jitter, outside=data.outside,
-                         mirror=student.mirror)
+                         mirror=student.mirror, sampling=student.sampling)
 
     def renderings(self, student: Rendering) -> dict[str, tuple[Rendering, tuple[str, ...]]]:
         """The extra renderings the teachers need beyond the student's (name -> rendering, modalities), and from now

@@ -14,6 +14,7 @@ import torch
 from cvkd.runs.folder import load_run
 from cvkd.engine.runtime import select_device
 from cvkd.codec.index import display_rotation, index_video
+from cvkd.codec.timeline import Timeline, timeline
 from cvkd.errors import CvkdError, VideoError
 from cvkd.inference.inputs import video_inputs
 from cvkd.inference.prepare import prepare_video
@@ -40,15 +41,29 @@ class Prediction:
     topk: tuple[LabelScore, ...]
     seconds: float
     rotation: int = 0  # the source's display rotation (degrees counter-clockwise); frames were read unrotated
+    timing: Timeline | None = None  # the time line of the pictures the model saw (the re-encode keeps the source's)
+    sampling: str = "index"  # how its segments were drawn: by picture index or by time (the model's data.sampling)
 
     def to_json(self) -> dict:
-        """The prediction as JSON data: path, topk [{label, probability}], seconds, rotation."""
+        """The prediction as JSON data: path, topk [{label, probability}], seconds, rotation, timing (pictures,
+        duration, kind, the sampling the video needs) and the sampling used."""
         return {
             "path": self.path,
             "topk": [{"label": s.label, "probability": s.probability} for s in self.topk],
             "seconds": self.seconds,
             "rotation": self.rotation,
+            "timing": None if self.timing is None else self.timing.to_json(),
+            "sampling": self.sampling,
         }
+
+    @property
+    def timing_note(self) -> str | None:
+        """One line when the video's pictures do not come one per declared frame period (the statement `cvkd info`
+        and `cvkd reencode` print) and how the segments were drawn; else None."""
+        if self.timing is None or self.timing.kind in ("constant", "untimed"):
+            return None
+        suits = self.timing.sampling
+        return f"note: {self.path}: {self.timing.headline()}; segments sampled by {self.sampling} ({suits} suits it)"
 
     @property
     def rotation_warning(self) -> str | None:
@@ -78,13 +93,14 @@ class Predictor:
         started = time.perf_counter()
         encoded = prepare_video(path, self.spec.encode)
         try:
-            segments = min(self.segments, index_video(encoded).num_frames)  # more views than frames repeat frames
+            index = index_video(encoded)
+            segments = min(self.segments, index.num_frames)  # more views than frames repeat frames
             inputs = video_inputs(encoded, self.spec, segments, self.crops)
         except VideoError as error:  # name the user's file, not its cached copy
             raise VideoError(path, error.problem) from None
         logits = self.score(inputs)[0]
         return Prediction(os.fspath(path), top_k(logits, self.spec.class_names, k), time.perf_counter() - started,
-                          display_rotation(path))
+                          display_rotation(path), timeline(index), self.spec.rendering.sampling)
 
 
 def predict_files(

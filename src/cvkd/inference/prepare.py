@@ -15,7 +15,7 @@ from cvkd.data.lists import find_videos
 from cvkd.errors import VideoError
 from cvkd.fileio import cache_root
 
-CACHE_VERSION = 1  # bump when the same source and settings would be encoded differently
+CACHE_VERSION = 2  # bump when the same source and settings would be encoded differently (2: timestamps kept)
 
 
 @dataclass

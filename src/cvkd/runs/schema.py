@@ -45,6 +45,9 @@ class DataConfig:
     # mapped label, and the ten-crop test takes its five mirrored crops unmirrored.
     flip: bool = True
     flip_label_map: dict[str, str] = field(default_factory=dict)  # class -> the class its mirror image shows
+    # What a segment divides: "index" = the decoded pictures (display order), "time" = the time they span, each
+    # segment taking the picture shown then; for sparse timestamps or variable frame rate (`cvkd info` says which)
+    sampling: Literal["index", "time"] = "index"
     allow_empty_classes: bool = False  # train although some class has no training video on disk (else refused)
 
     def rendering(self, train: bool) -> Rendering:
@@ -53,7 +56,7 @@ class DataConfig:
 
         mirror = self.flip if train else self.flip and not self.flip_label_map
         return Rendering(self.mv_resize, self.iframe_jitter if train else self.iframe_jitter_test, self.outside,
-                         mirror)
+                         mirror, self.sampling)
 
     def flip_labels(self, classes: tuple[str, ...]) -> dict[int, int]:
         """flip_label_map as label indices, both ways; ConfigError naming an unknown or self-mapped class."""
@@ -146,6 +149,15 @@ class DistillConfig:
 
 
 @dataclass
+class LogConfig:
+    """What a run logs beside log.jsonl (one row per epoch, always written)."""
+
+    # also write log.jsonl's scalars (step = epoch) as TensorBoard events in RUN/tensorboard/, when log.jsonl is
+    # written; needs the optional extra: pip install 'cvkd[tensorboard]'
+    tensorboard: bool = False
+
+
+@dataclass
 class RunConfig:
     """Everything one training or distillation run needs; written next to its outputs as config.yaml."""
 
@@ -165,3 +177,4 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    log: LogConfig = field(default_factory=LogConfig)
