@@ -36,6 +36,7 @@ from cvkd.engine.objective import (
     trainable_streams,
 )
 from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir, saved_config
+from cvkd.runs.tensorboard import open_tensorboard
 from cvkd.engine.runtime import (
     Runtime, all_agree, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime,
     uses_grad_scaler,
@@ -367,6 +368,7 @@ class _Trainer:
     def run(self, resume: bool) -> TrainResult:
         """Train the remaining epochs and return where the run is and how it did."""
         config, parts = self.config, self.parts
+        self.board = open_tensorboard(config.log.tensorboard, self.out, self.runtime.is_main)  # the extra, or one line
         if self.runtime.is_main:
             make_folder(self.out)
             if not resume and (self.out / LAST).exists():
@@ -386,6 +388,8 @@ class _Trainer:
             row.update(self._validate(epoch))
             self.history.append(row)
             self._save(epoch, row)
+        if self.board is not None:
+            self.board.close()
         barrier(self.runtime)
         return TrainResult(self.out, self.runtime.is_main, config.optim.epochs, self.best_val, self.history)
 
@@ -495,6 +499,8 @@ class _Trainer:
             return  # no checkpoint this epoch: log and summary stay with the last one, so a resume agrees with them
         save_checkpoint(state, self.out / LAST)
         atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
+        if self.board is not None:
+            self.board.write(self.history)  # the same rows, as TensorBoard scalars
         atomic_write_json(self.out / SUMMARY_FILE, {
             "name": self.config.name, "epochs_done": epoch + 1, "epochs": self.config.optim.epochs,
             "best_val_top1": self.best_val, "last": row, "streams": dict(self.config.model.streams),
