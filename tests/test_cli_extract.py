@@ -9,6 +9,9 @@ from PIL import Image
 
 from cvkd.cli import main
 from cvkd.codec.reader import CompressedVideo
+from cvkd.commands.test import format_metrics_table
+from cvkd.report.pictures import flow_legend
+from cvkd.scores.metrics import Metrics
 
 SIZE = (64, 48)  # width, height
 FRAMES = 24
@@ -55,7 +58,7 @@ def test_accumulated_and_single_step_motion_differ_after_several_frames(clip, tm
 
 def test_png_is_a_picture_of_the_frame_size(clip, tmp_path):
     out = tmp_path / "flow.png"
-    assert extract(clip, "--frame", FRAME, "--repr", "mv", "--out", out) == 0
+    assert extract(clip, "--frame", FRAME, "--repr", "mv", "--no-legend", "--out", out) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     picture = np.asarray(Image.open(out))
     assert picture.shape == (SIZE[1], SIZE[0], 3) and picture.dtype == np.uint8
@@ -111,3 +114,40 @@ def test_bad_output_extension_is_one_line_naming_the_output(clip, tmp_path, caps
     line = one_error_line(capsys)
     assert str(out) in line and ".npy or .png" in line
     assert not out.exists()
+
+
+def test_the_colour_wheel_follows_the_documented_convention():
+    wheel = flow_legend(33, 5.0)  # centre (16, 16), radius 16: the rim is 5 px of motion
+    assert tuple(wheel[16, 16]) == (255, 255, 255)  # no motion: white
+    assert tuple(wheel[16, 32]) == (255, 0, 0)  # rightwards (+x): red
+    assert tuple(wheel[32, 16]) == (128, 255, 0)  # downwards (+y): chartreuse, hue 90 degrees
+    assert tuple(wheel[16, 0]) == (0, 255, 255)  # leftwards: cyan
+    assert tuple(wheel[0, 16]) == (128, 0, 255)  # upwards: violet
+    assert tuple(wheel[0, 0]) == (224, 224, 224)  # outside the rim: grey
+
+
+def test_an_mv_png_carries_its_legend_beside_the_picture(clip, tmp_path):
+    bare, keyed = tmp_path / "bare.png", tmp_path / "keyed.png"
+    assert extract(clip, "--frame", FRAME, "--repr", "mv", "--no-legend", "--out", bare) == 0
+    assert extract(clip, "--frame", FRAME, "--repr", "mv", "--out", keyed) == 0
+    plain, legend = np.asarray(Image.open(bare)), np.asarray(Image.open(keyed))
+    assert legend.shape[1] > plain.shape[1] + 24 and legend.shape[0] >= plain.shape[0]
+    np.testing.assert_array_equal(legend[: plain.shape[0], : plain.shape[1]], plain)  # the picture unchanged
+    beside = legend[:, plain.shape[1]:]
+    assert (np.abs(beside.astype(int) - (255, 0, 0)).sum(axis=-1) < 40).any()  # the wheel's red side
+    assert (beside < 64).all(axis=-1).any()  # and black text ("max N px")
+
+
+def test_extract_help_says_display_order(capsys):
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "display order" in text and "decode order" not in text
+
+
+def test_test_table_leaves_out_top5_below_six_classes():
+    three = {"fused": Metrics(50.0, 100.0, 50.0, 12, 3)}
+    assert "top-5" not in format_metrics_table(three)
+    assert format_metrics_table(three).splitlines()[2] == "| fused | 50.00 | 50.00 | 12 |"
+    six = {"fused": Metrics(50.0, 90.0, 50.0, 12, 6)}
+    assert format_metrics_table(six).splitlines()[2] == "| fused | 50.00 | 90.00 | 50.00 | 12 |"

@@ -10,7 +10,7 @@ import numpy as np
 from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
 from cvkd.errors import ConfigError, OutputError
 from cvkd.fileio import atomic_path
-from cvkd.report.pictures import representation_to_rgb, save_picture
+from cvkd.report.pictures import representation_to_rgb, save_picture, with_flow_legend
 
 OUTPUT_KINDS = (".npy", ".png")
 
@@ -23,11 +23,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "Write one representation of one frame: .npy holds the exact array (iframe/rgb: uint8 HxWx3, "
             "mv: int16 HxWx2 (x, y) dst-src, residual: int16 HxWx3); .png is a picture (mv: colour wheel, hue = "
-            "direction, saturation = magnitude, white = no motion; residual: blue < 0 < red, white = 0)."
+            "direction, saturation = magnitude, white = no motion, with the wheel and the largest magnitude beside "
+            "it unless --no-legend; residual: blue < 0 < red, white = 0). Frames are numbered in display order."
         ),
     )
     parser.add_argument("video", help="video file (best re-encoded with `cvkd reencode`: MPEG-4 Part 2, no B-frames)")
-    parser.add_argument("--frame", type=int, required=True, help="frame index, 0-based, in decode order")
+    parser.add_argument("--frame", type=int, required=True,
+                        help="frame index, 0-based, in display order (the decoded pictures `cvkd info` counts)")
     parser.add_argument("--repr", dest="representation", choices=REPRESENTATIONS, required=True, help="representation")
     parser.add_argument(
         "--no-accumulate",
@@ -36,6 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="mv/residual relative to the previous frame instead of traced back to the GOP's I-frame",
     )
     parser.add_argument("--out", type=Path, required=True, help="output file: .npy (raw array) or .png (picture)")
+    parser.add_argument("--no-legend", dest="legend", action="store_false",
+                        help="mv .png: the picture alone, without the colour wheel beside it")
     return parser
 
 
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     kind = output_kind(args.out)
     with CompressedVideo(args.video) as video:
         array = video.load(args.frame, args.representation, accumulate=args.accumulate)
-    write_output(array, args.representation, args.out)
+    write_output(array, args.representation, args.out, args.legend)
     print(f"{args.out}: {args.representation} of frame {args.frame} ({'x'.join(map(str, array.shape))} {array.dtype}"
           f"{', as a picture' if kind == '.png' else ''})")
     return 0
@@ -58,13 +62,17 @@ def output_kind(path: Path) -> str:
     return kind
 
 
-def write_output(array: np.ndarray, representation: str, path: Path) -> None:
-    """Write `array` exactly (.npy) or as a picture of `representation` (.png), atomically."""
+def write_output(array: np.ndarray, representation: str, path: Path, legend: bool = True) -> None:
+    """Write `array` exactly (.npy) or as a picture of `representation` (.png; motion with its legend beside it when
+    `legend`), atomically."""
     try:
         if output_kind(path) == ".npy":
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, array, allow_pickle=False)
         else:
-            save_picture(representation_to_rgb(array, representation), path)
+            picture = representation_to_rgb(array, representation)
+            if legend and representation == "mv":
+                picture = with_flow_legend(picture, array)
+            save_picture(picture, path)
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

@@ -26,10 +26,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def format_metrics_table(metrics: dict) -> str:
-    """A Markdown table: one row per stream and the fused model."""
-    lines = ["| scores | top-1 % | top-5 % | mean class % | videos |", "|---|---:|---:|---:|---:|"]
+    """A Markdown table: one row per stream and the fused model; without the top-5 column when there are fewer than 6
+    classes (it would be 100 % by construction)."""
+    top5 = all(m.num_classes > 5 for m in metrics.values())
+    lines = [f"| scores | top-1 % |{' top-5 % |' if top5 else ''} mean class % | videos |",
+             f"|---|---:|{'---:|' if top5 else ''}---:|---:|"]
     for key, m in metrics.items():
-        lines.append(f"| {key} | {m.top1:.2f} | {m.top5:.2f} | {m.mean_class:.2f} | {m.n} |")
+        lines.append(f"| {key} | {m.top1:.2f} |{f' {m.top5:.2f} |' if top5 else ''} {m.mean_class:.2f} | {m.n} |")
     return "\n".join(lines)
 
 

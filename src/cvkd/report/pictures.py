@@ -6,6 +6,9 @@ Conventions:
     (hue 1/2), -y (upwards) is violet (hue 3/4). Saturation grows with magnitude, value is always 1, so **zero motion
     is white** and motion at (or beyond) the normalising magnitude is the fully saturated hue.
   - `residual_to_rgb`: the mean over colour channels on a symmetric scale: negative is blue, 0 is white, positive is red.
+  - `with_flow_legend`: a motion picture with its key beside it: the colour wheel (the vector from the wheel's centre
+    to a point, coloured as `flow_to_rgb` colours that vector, the rim being the field's largest magnitude) and that
+    magnitude in pixels written under it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from cvkd.fileio import atomic_path
 
@@ -46,6 +49,41 @@ def flow_to_rgb(mv: np.ndarray, max_magnitude: float | None = None) -> np.ndarra
     saturation = np.clip(magnitude / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(magnitude)
     hue = np.mod(np.arctan2(y, x) / (2.0 * np.pi), 1.0)
     return _to_uint8(hsv_to_rgb(hue, saturation, np.ones_like(hue)))
+
+
+LEGEND_GAP = 4  # white pixels between a picture and its legend
+_OUTSIDE_WHEEL = 224  # grey around the colour wheel
+_TEXT_HEIGHT = 14  # pixels under the wheel for its magnitude
+
+
+def flow_legend(side: int, max_magnitude: float) -> np.ndarray:
+    """The colour wheel of `flow_to_rgb` (side x side, uint8): each point coloured as the vector from the centre to it,
+    scaled so that the rim is `max_magnitude`, is coloured by `flow_to_rgb` with that normalising magnitude; grey
+    outside the rim. So rightwards motion is red at the wheel's right, downwards chartreuse at its bottom."""
+    if side < 3:
+        raise ValueError(f"a legend needs a side of at least 3 pixels, got {side}")
+    radius = (side - 1) / 2
+    y, x = np.mgrid[0:side, 0:side].astype(np.float64) - radius
+    scale = max_magnitude if max_magnitude > 0 else 1.0
+    wheel = flow_to_rgb(np.stack([x, y], axis=-1) / radius * scale, scale)
+    wheel[np.hypot(x, y) > radius + 0.5] = _OUTSIDE_WHEEL
+    return wheel
+
+
+def with_flow_legend(picture: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """`picture` (the `flow_to_rgb` picture of `mv`) with its legend to the right: the colour wheel normalised to the
+    field's largest magnitude and "max N px" under it (on a white margin; the picture itself unchanged at the left)."""
+    height, width = picture.shape[:2]
+    largest = float(np.hypot(*np.moveaxis(np.asarray(mv, np.float64), -1, 0)).max(initial=0.0))
+    label = f"max {largest:.1f} px"
+    side = int(np.clip(height - _TEXT_HEIGHT, 24, 96))
+    text_width = int(np.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(label)))
+    panel = max(side, text_width)
+    canvas = Image.new("RGB", (width + LEGEND_GAP + panel, max(height, side + _TEXT_HEIGHT)), "white")
+    canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (0, 0))
+    canvas.paste(Image.fromarray(flow_legend(side, largest)), (width + LEGEND_GAP + (panel - side) // 2, 0))
+    ImageDraw.Draw(canvas).text((width + LEGEND_GAP, side + 1), label, fill="black")
+    return np.asarray(canvas)
 
 
 def residual_to_rgb(res: np.ndarray, max_abs: float | None = None) -> np.ndarray:
