@@ -23,12 +23,27 @@ SHORT = {
     "avg_targets per output (iframe from iframe + mv + residual + fused, mv from iframe + mv + residual + fused, "
     "residual from iframe + mv + residual + fused, fused from fused)": "compact, every stream + fused term (`compact_mkd_fused`)",
     "avg_targets (4 teachers: iframe, mv, residual, fused)": "compact, every stream, no fused term (`compact_mkd`)",
+    "mmkd (4 teachers: iframe, mv, residual, fused)": "compact, every stream, MMKD (`compact_mkd`, strategy `mmkd`)",
 }
+
+
+SLIM = "slim, per stream, no fused term (`compact_slim_streams`: MV and residual `cnn_micro`)"
 
 
 def label(variant: str) -> str:
     """A short name for a row."""
     return SHORT.get(variant, variant)
+
+
+def row_names(rows: list[dict]) -> dict[str, str]:
+    """Each row's variant -> its short name; the slim student (MV or residual `cnn_micro`) is named apart from the
+    all-`cnn_tiny` student taught the same way."""
+    names = {}
+    for row in rows:
+        backbones = row["profile"]["backbones"].values()
+        slim = row["kind"] != "teacher" and "cnn_micro" in backbones
+        names[row["variant"]] = "CoViAR teacher" if row["kind"] == "teacher" else SLIM if slim else label(row["variant"])
+    return names
 
 
 def number(value: float | None, digits: int = 2, sign: bool = False) -> str:
@@ -55,13 +70,14 @@ def main() -> None:
           f"{document['protocol']['crops']} crop.\n")
     print("| model | seeds | top-1 % per seed | mean ± sd | 95 % t-interval | params ratio | GMACs ratio |")
     print("|---|---|---|---:|---:|---:|---:|")
+    names = row_names(document["rows"])
     for row in document["rows"]:
         seeds = ", ".join(map(str, row["seeds"])) or "-"
         per_seed = " / ".join(f"{value:.2f}" for value in row["top1_per_run"])
         spread = "" if row["top1_sd"] is None else f" ± {row['top1_sd']:.2f}"
         low, high = row["top1_interval"] or (None, None)
         ratios = row["ratios"]
-        name = "CoViAR teacher" if row["kind"] == "teacher" else label(row["variant"])
+        name = names[row["variant"]]
         print(f"| {name} | {seeds} | {per_seed} | {row['top1_mean']:.2f}{spread} | [{number(low)}, {number(high)}] | "
               f"{ratios['params']:.2f}x | {ratios['macs_per_gop_frame']:.2f}x |")
     print("\n| model | vs | role | difference | 95 % t-interval | p | Holm-adjusted p | verdict |")
@@ -70,7 +86,8 @@ def main() -> None:
         primary = difference["role"] == "primary"
         role = f"**primary**: {difference['claim']}" if primary else "secondary"
         words = f"**{difference['words']}**" if difference["real"] else difference["words"]
-        print(f"| {label(difference['row'])} | {label(difference['baseline'])} | {role} | "
+        print(f"| {names.get(difference['row'], difference['row'])} | "
+              f"{names.get(difference['baseline'], difference['baseline'])} | {role} | "
               f"{number(difference['difference'], sign=True)} | [{number(difference['low'], sign=True)}, "
               f"{number(difference['high'], sign=True)}] | {p_text(difference['p'])} | "
               f"{'' if primary else p_text(difference['p_adjusted'])} | {words} |")
