@@ -97,3 +97,46 @@ def test_the_paper_scale_students_render_like_their_teachers(dataset):
                     "student_mobile"):
         data = load_config(RunConfig, configs / f"{student}.yaml").data
         assert (data.mv_resize, data.outside) == (teacher.mv_resize, teacher.outside), student
+
+
+def test_rendered_on_the_device_the_teacher_still_reads_its_own_rendering(coviar_teacher, tiny):
+    """data.render=device: the workers send raw windows (the teacher's outside rule read again), the device renders
+    the student's and the teacher's inputs; both equal the worker path's, and so do the teacher's logits."""
+    from torch.utils.data import default_collate
+
+    from cvkd.engine.evaluate import move_sample
+
+    overrides = ("model.streams={mv: cnn_tiny, residual: cnn_tiny}", f"distill.teachers=[{coviar_teacher}]",
+                 "distill.strategy=avg_targets", "distill.cache=false")
+    on_device = build_run(tiny.config("student", *overrides, "data.render=device"), Runtime(torch.device("cpu")),
+                          progress=False)
+    in_workers = build_run(tiny.config("student", *overrides), Runtime(torch.device("cpu")), progress=False)
+    dataset = on_device.train_set
+    assert dataset.render == "device" and dataset.input_keys == in_workers.train_set.input_keys
+    assert set(dataset[0]["raw"].windows) == {"mv", "residual", "mv@teacher0", "residual@teacher0"}
+    batch = default_collate([dataset[i] for i in range(4)])
+    sample = move_sample(batch, dataset.input_keys, torch.device("cpu"))
+    expected = default_collate([in_workers.train_set[i] for i in range(4)])
+    teacher_way = CompressedVideoDataset(dataset.video_list, ("mv", "residual"), dataset.num_segments, train=True,
+                                         crop_size=dataset.crop_size, seed=dataset.seed, scales=dataset.scales,
+                                         rendering=Rendering(mv_resize="coviar", outside="keep"))
+    views = [dataset.sample_view(i) for i in range(4)]
+    for key in dataset.input_keys:
+        assert torch.equal(sample[key], expected[key]), key
+    for modality in ("mv", "residual"):
+        own = torch.stack([teacher_way.load_view(i, view)[modality] for i, view in enumerate(views)])
+        assert torch.equal(sample[f"{modality}@teacher0"], own)
+    assert torch.equal(on_device.teachers(sample), in_workers.teachers({k: expected[k] for k in dataset.input_keys}))
+
+
+def test_the_teacher_cache_built_on_the_device_equals_the_workers(coviar_teacher, tiny):
+    from cvkd.engine.teacher_cache import TeacherCache
+
+    teachers = TeacherSet([str(coviar_teacher)])
+    caches = []
+    for render in ("worker", "device"):
+        config = tiny.config("a", "model.streams={mv: cnn_tiny}", f"data.render={render}")
+        videos = dataset_split(config.data.root, "train")
+        dataset = training_dataset(config, videos, ["mv", "residual"], (1.0, 0.875), teachers)
+        caches.append(TeacherCache.build(teachers, dataset, 1, 8, 0, torch.device("cpu"), progress=False))
+    assert torch.equal(caches[0].logits, caches[1].logits)

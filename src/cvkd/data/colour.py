@@ -59,7 +59,7 @@ def hls_to_rgb(hls: torch.Tensor) -> torch.Tensor:
 def jitter_hls(rgb: torch.Tensor, offsets: np.ndarray | torch.Tensor) -> torch.Tensor:
     """CoViAR's colour jitter of (N, 3, H, W) RGB 0..255 frames: frame i shifted by `offsets[i]` (hue, lightness,
     saturation), each channel clipped to its range, back to RGB."""
-    shift = torch.as_tensor(offsets, dtype=rgb.dtype).view(-1, 3, 1, 1)
-    limits = torch.tensor(HLS_LIMITS, dtype=rgb.dtype).view(1, 3, 1, 1)
+    shift = torch.as_tensor(offsets, dtype=rgb.dtype, device=rgb.device).view(-1, 3, 1, 1)
+    limits = torch.tensor(HLS_LIMITS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     hls = torch.minimum(rgb_to_hls(rgb) + shift, limits).clamp_(min=0)
     return hls_to_rgb(hls)

@@ -19,6 +19,7 @@ from cvkd.codec.timeline import timeline
 from cvkd.data.lists import VideoList
 from cvkd.data.sampling import ViewSpec, eval_view, frame_for_modality, train_view
 from cvkd.data.colour import draw_hls_jitter
+from cvkd.data.device_render import RAW_KEY, RawView, check_render, raw_view, render_plan, source_name
 from cvkd.data.transforms import JITTERED, Rendering, check_modality, render_sample, shared_scales
 from cvkd.errors import DatasetError, VideoError
 
@@ -53,6 +54,11 @@ class CompressedVideoDataset(Dataset):
     `extra_renderings` maps a name to (rendering, modalities): the item also holds `"<modality>@<name>"`, the same
     view (frames, crop, flip, jitter draws) rendered that way, e.g. for a teacher trained with other parity switches.
     A rendering with another `outside` rule reads the video again with that rule.
+
+    `render="device"` (`data.render`): the item holds, instead of the input tensors, the raw windows of the same view
+    under `"raw"` (a `device_render.RawView`: compact dtypes, every random draw already made), which any DataLoader
+    collates into one `RawBatch` and `device_render.batch_inputs` renders on the training device; "worker" (default)
+    renders here.
     """
 
     def __init__(
@@ -71,7 +77,9 @@ class CompressedVideoDataset(Dataset):
         rendering: Rendering = Rendering(),
         extra_renderings: Mapping[str, tuple[Rendering, Sequence[str]]] | None = None,
         flip_labels: Mapping[int, int] | None = None,
+        render: str = "worker",
     ) -> None:
+        check_render(render)
         if not modalities:
             raise ValueError("at least one modality is needed")
         for modality in modalities:
@@ -101,6 +109,7 @@ class CompressedVideoDataset(Dataset):
             if missing or "@" in name:
                 raise ValueError(f"extra rendering {name!r}: modalities {sorted(missing)} are not read, or '@' in it")
         self.flip_labels = dict(flip_labels or {})  # label -> label a mirrored training sample carries
+        self.render = render
         self._bad_paths: set[str] = set()  # videos this process found unreadable (substitute policy)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self._videos: OrderedDict[str, CompressedVideo] = OrderedDict()
@@ -188,13 +197,10 @@ class CompressedVideoDataset(Dataset):
         if self.train and view.crops[0].flip:
             label = self.flip_labels.get(label, label)  # a mirrored swipe to the left is a swipe to the right
         jitter = self.sample_jitter(index, len(view.frames))
-        item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter if self.rendering.iframe_jitter
-                                                  else None))
-        for name, (extra, chosen) in self.extra_renderings.items():
-            raw = arrays if extra.outside == self.rendering.outside else self._raw_arrays(index, view, chosen,
-                                                                                          extra.outside)
-            rendered = render_sample({m: raw[m] for m in chosen}, view, extra, jitter if extra.iframe_jitter else None)
-            item.update({f"{m}@{name}": tensor for m, tensor in rendered.items()})
+        if self.render == "device":
+            item: dict[str, Any] = {RAW_KEY: self._raw_view(index, view, arrays, jitter)}
+        else:
+            item = self._render(index, view, arrays, jitter)
         item.update(
             label=label,
             index=index,
@@ -203,6 +209,28 @@ class CompressedVideoDataset(Dataset):
             view=view.to_tensors(),
         )
         return item
+
+    def _render(self, index: int, view: ViewSpec, arrays: dict[str, list[np.ndarray]], jitter: np.ndarray | None
+                ) -> dict[str, Any]:
+        """The input tensors of every key (`input_keys`), rendered here."""
+        item: dict[str, Any] = dict(render_sample(arrays, view, self.rendering, jitter if self.rendering.iframe_jitter
+                                                  else None))
+        for name, (extra, chosen) in self.extra_renderings.items():
+            raw = arrays if extra.outside == self.rendering.outside else self._raw_arrays(index, view, chosen,
+                                                                                          extra.outside)
+            rendered = render_sample({m: raw[m] for m in chosen}, view, extra, jitter if extra.iframe_jitter else None)
+            item.update({f"{m}@{name}": tensor for m, tensor in rendered.items()})
+        return item
+
+    def _raw_view(self, index: int, view: ViewSpec, arrays: dict[str, list[np.ndarray]], jitter: np.ndarray | None
+                  ) -> RawView:
+        """The raw windows of every source the input keys read (`device_render.render_plan`), for device rendering."""
+        sources = dict(arrays)
+        for name, (extra, chosen) in self.extra_renderings.items():
+            if extra.outside != self.rendering.outside:
+                again = self._raw_arrays(index, view, chosen, extra.outside)
+                sources.update({source_name(m, name): again[m] for m in chosen})
+        return raw_view(sources, view, jitter, render_plan(self.modalities, self.rendering, self.extra_renderings))
 
     def _raw_arrays(self, index: int, view: ViewSpec, modalities: Sequence[str], outside: str | None
                     ) -> dict[str, list[np.ndarray]]:

@@ -116,8 +116,7 @@ def render_view(
         raw = jitter_hls(raw, jitter)
     rescale = rendering.rescale_mv
     if modality == "mv" and not rescale:
-        low, high = _VALUE_MAPS["mv"][:2]
-        raw = raw.clamp_(low, high)  # CoViAR maps (and so clips) the field before any resize
+        raw = clip_mv(raw, inplace=True)  # CoViAR maps (and so clips) the field before any resize
     if view.resize is not None:
         raw = resize(raw, modality, view.resize, rescale)
     out = raw.new_empty((raw.shape[0], len(view.crops), raw.shape[1], *view.size))
@@ -134,6 +133,12 @@ def render_sample(
 ) -> dict[str, torch.Tensor]:
     """Apply one shared `view` (and `rendering`, with its per-frame `jitter` draws) to every modality of a sample."""
     return {modality: render_view(images, modality, view, rendering, jitter) for modality, images in arrays.items()}
+
+
+def clip_mv(field: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """A motion field clipped to the range its value mapping keeps (`mv_resize: coviar` does it before resizing)."""
+    low, high = _VALUE_MAPS["mv"][:2]
+    return field.clamp_(low, high) if inplace else field.clamp(low, high)
 
 
 def to_tensor(arrays: Sequence[np.ndarray], modality: str) -> torch.Tensor:
@@ -153,8 +158,8 @@ def resize(images: torch.Tensor, modality: str, size: tuple[int, int], rescale_m
         return images
     out = F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False)
     if modality == "mv" and rescale_mv:
-        factors = torch.tensor([size[1] / width, size[0] / height], dtype=out.dtype).view(1, 2, 1, 1)
-        out = out * factors
+        factors = torch.tensor([size[1] / width, size[0] / height], dtype=out.dtype, device=out.device)
+        out = out * factors.view(1, 2, 1, 1)
     return out
 
 
@@ -174,7 +179,7 @@ def flip(images: torch.Tensor, modality: str) -> torch.Tensor:
     """Mirror (N, C, H, W) raw values left-right; for motion vectors also negate the x channel."""
     out = torch.flip(images, dims=[-1])
     if modality == "mv":
-        out = out * torch.tensor([-1.0, 1.0], dtype=out.dtype).view(1, 2, 1, 1)
+        out = out * torch.tensor([-1.0, 1.0], dtype=out.dtype, device=out.device).view(1, 2, 1, 1)
     return out
 
 
@@ -183,7 +188,7 @@ def normalise(images: torch.Tensor, modality: str, inplace: bool = False) -> tor
     check_modality(modality)
     low, high, scale, shift = _VALUE_MAPS[modality]
     clipped = images.clamp_(low, high) if inplace else images.clamp(low, high)
-    return clipped.mul_(scale).add_(shift)
+    return clipped.mul_(scale.to(clipped.device)).add_(shift.to(clipped.device))
 
 
 def _value_map(modality: str) -> tuple[float, float, torch.Tensor, torch.Tensor]:

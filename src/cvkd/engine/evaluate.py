@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from cvkd.data.device_render import batch_inputs
 from cvkd.engine.runtime import Runtime, all_gather_objects, autocast
 from cvkd.scores.files import ScoreSet
 from cvkd.models.coviar import CoViAR
@@ -17,8 +18,8 @@ from cvkd.modalities import FUSED
 
 
 def move_sample(batch: Mapping[str, object], modalities: tuple[str, ...], device: torch.device) -> dict[str, torch.Tensor]:
-    """The model inputs of a collated batch, on `device`."""
-    return {m: batch[m].to(device, non_blocking=True) for m in modalities}  # type: ignore[union-attr]
+    """The model inputs of a collated batch, on `device` (rendered there when the batch holds raw windows)."""
+    return batch_inputs(batch, modalities, device)
 
 
 def collect_scores(

@@ -149,18 +149,20 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     if left_out and not runtime.distributed and runtime.is_main:
         tqdm.write(f"note: {len(train_set)} training videos in batches of {per_process_batch}: {left_out} of each "
                    "epoch's shuffled order are left out (whole batches only; a different few every epoch)")
+    pin = runtime.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are asynchronous
     train_loader = make_loader(
         train_set, per_process_batch, shuffle=True, workers=data.workers,
         distributed=runtime.distributed, seed=config.seed, drop_last=len(train_set) > per_process_batch,
+        pin_memory=pin,
     )
     val_loader = None
     if val_list is not None and len(val_list):
         val_set = CompressedVideoDataset(
             val_list, model.modalities, data.val_segments, train=False, crop_size=data.crop_size,
-            accumulate=data.accumulate, seed=config.seed, rendering=data.rendering(train=False),
+            accumulate=data.accumulate, seed=config.seed, rendering=data.rendering(train=False), render=data.render,
         )
         val_loader = make_loader(val_set, per_process_batch, shuffle=False, workers=data.workers,
-                                 distributed=runtime.distributed)
+                                 distributed=runtime.distributed, pin_memory=pin)
     return RunParts(
         config=config, runtime=runtime, out=run_dir(config), class_names=class_names, teachers=teachers, model=model,
         objective=objective, step_module=step_module, optimizer=optimizer, scaler=scaler, train_set=train_set,
@@ -195,7 +197,7 @@ def training_dataset(
     return CompressedVideoDataset(
         video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
         seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=rendering, extra_renderings=extra,
-        flip_labels=data.flip_labels(tuple(video_list.classes)) if data.flip else None,
+        flip_labels=data.flip_labels(tuple(video_list.classes)) if data.flip else None, render=data.render,
     )
 
 

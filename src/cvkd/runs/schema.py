@@ -49,6 +49,11 @@ class DataConfig:
     # segment taking the picture shown then; for sparse timestamps or variable frame rate (`cvkd info` says which)
     sampling: Literal["index", "time"] = "index"
     allow_empty_classes: bool = False  # train although some class has no training video on disk (else refused)
+    # Where training samples become network inputs: "worker" = in the loader workers (float32 tensors); "device" = the
+    # workers send the view's raw crop window (uint8 pictures, int16 MV and residuals, every random draw made) and the
+    # training device resizes, mirrors, jitters and maps it, batched (the same inputs: docs/benchmarks.md, "Rendering
+    # on the device"). Teachers' own renderings, the teacher cache and validation follow it (cvkd test: workers)
+    render: Literal["worker", "device"] = "worker"
 
     def rendering(self, train: bool) -> Rendering:
         """The parity switches that shape inputs, for training (`train`) or for validation and testing."""
