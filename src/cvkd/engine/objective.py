@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
@@ -253,9 +254,22 @@ def learning_rate_factor(config: RunConfig, epoch: int) -> float:
     return config.optim.lr_decay**passed
 
 
+def batch_lr_factor(config: RunConfig) -> float:
+    """What optim.lr_scaling multiplies every learning rate by (timm's rule): (data.batch_size /
+    optim.lr_reference_batch) to the power 1 (linear) or 1/2 (sqrt); 1 with none."""
+    rule = config.optim.lr_scaling
+    if rule == "none":
+        return 1.0
+    ratio = config.data.batch_size / config.optim.lr_reference_batch
+    return ratio if rule == "linear" else math.sqrt(ratio)
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, config: RunConfig, epoch: int) -> float:
-    """Apply the schedule for `epoch` to every group (base lr x group multiplier x decay); return the base lr."""
+    """Apply the schedule for `epoch` to every group (base lr x batch rule x group multiplier x decay); return the
+    base lr (the batch rule and the decay applied)."""
     base = config.optim.lr * learning_rate_factor(config, epoch)
+    if config.optim.lr_scaling != "none":  # the default leaves lr untouched, bit for bit
+        base = config.optim.lr * batch_lr_factor(config) * learning_rate_factor(config, epoch)
     for group in optimizer.param_groups:
         group["lr"] = base * group.get("lr_mult", 1.0)
     return base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cvkd.config import config_to_dict, save_config
+from cvkd.data.batches import make_train_loader
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
@@ -42,7 +44,7 @@ from cvkd.engine.runtime import (
     uses_grad_scaler,
 )
 from cvkd.runs.schema import RunConfig
-from cvkd.runs.validate import validate_run_config
+from cvkd.runs.validate import micro_batch_size, validate_run_config
 from cvkd.data.lists import VideoList, flip_warning, missing_videos
 from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
@@ -109,8 +111,11 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     model = build_model(config, len(class_names)).to(runtime.device)
     _initialise_streams(config, model, class_names)
     trainable = trainable_streams(config, model)
-    per_process_batch = max(1, config.data.batch_size // runtime.world_size)
+    per_process_batch = micro_batch_size(config, runtime.world_size)  # one line if the global batch does not divide
     objective = build_objective(config, model, trainable, teachers, per_process_batch).to(runtime.device)
+    if config.optim.grad_accumulation > 1 and objective.meta_outputs:
+        raise ConfigError(f"optim.grad_accumulation > 1 with distill.strategy={config.distill.strategy}: its own step "
+                          "(after each student step) reads one batch; train it with optim.grad_accumulation=1")
     for modality in config.model.frozen:
         model.streams[modality].requires_grad_(False)
     if runtime.device.type == "cuda" and config.channels_last:
@@ -145,16 +150,19 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         warning = flip_warning(class_names, config.data.flip, mapped)
         if warning:
             tqdm.write(warning)
-    left_out = len(train_set) % per_process_batch if len(train_set) > per_process_batch else 0
-    if left_out and not runtime.distributed and runtime.is_main:
-        tqdm.write(f"note: {len(train_set)} training videos in batches of {per_process_batch}: {left_out} of each "
+    left_out = len(train_set) % data.batch_size if len(train_set) > data.batch_size else 0
+    if left_out and runtime.is_main:
+        tqdm.write(f"note: {len(train_set)} training videos in batches of {data.batch_size}: {left_out} of each "
                    "epoch's shuffled order are left out (whole batches only; a different few every epoch)")
     pin = runtime.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are asynchronous
-    train_loader = make_loader(
-        train_set, per_process_batch, shuffle=True, workers=data.workers,
-        distributed=runtime.distributed, seed=config.seed, drop_last=len(train_set) > per_process_batch,
-        pin_memory=pin,
-    )
+    if runtime.distributed or config.optim.grad_accumulation > 1:  # the same global batches for any process count
+        if len(train_set) < data.batch_size:
+            raise ConfigError(f"data.batch_size={data.batch_size}: more than the {len(train_set)} training videos")
+        train_loader = make_train_loader(train_set, per_process_batch, config.optim.grad_accumulation,
+                                         runtime.world_size, runtime.rank, data.workers, config.seed, pin)
+    else:
+        train_loader = make_loader(train_set, per_process_batch, shuffle=True, workers=data.workers, seed=config.seed,
+                                   drop_last=len(train_set) > per_process_batch, pin_memory=pin)
     val_loader = None
     if val_list is not None and len(val_list):
         val_set = CompressedVideoDataset(
@@ -404,13 +412,28 @@ class _Trainer:
         bar = tqdm(parts.train_loader, desc=f"{config.name} epoch {epoch + 1}/{config.optim.epochs}", unit="batch",
                    disable=not parts.progress, leave=False)
         skipped = in_a_row = 0  # steps skipped for a non-finite loss, in all and in a row
-        for step, batch in enumerate(bar):
+        accumulation = config.optim.grad_accumulation
+        steps = len(parts.train_loader) // accumulation
+        pending: list[tuple] = []  # the micro-batches of this step, counted once the step is taken
+        finite = True  # every micro-batch of this step so far had a finite loss on every rank
+        for index, batch in enumerate(bar):
+            step, last = index // accumulation, (index + 1) % accumulation == 0
+            if index % accumulation == 0:
+                parts.optimizer.zero_grad(set_to_none=True)
+                pending, finite = [], True
             labels = batch["label"].to(runtime.device)
             sample = move_sample(batch, parts.train_set.input_keys, runtime.device)
             teacher_logits, teacher_features = teacher_outputs(parts, batch, sample, view_epoch)
-            with autocast(runtime.device, config.amp, config.amp_dtype):
-                loss, logits, loss_parts = parts.step_module(sample, labels, teacher_logits, teacher_features)
-            if not all_agree(bool(torch.isfinite(loss.detach())), runtime):  # every rank skips together
+            with _gradient_sync(parts.step_module, last):  # DDP averages the gradients once, at the last micro-batch
+                with autocast(runtime.device, config.amp, config.amp_dtype):
+                    loss, logits, loss_parts = parts.step_module(sample, labels, teacher_logits, teacher_features)
+                finite = finite and all_agree(bool(torch.isfinite(loss.detach())), runtime)  # every rank alike
+                if finite:
+                    parts.scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
+                    pending.append((loss, labels, logits, loss_parts))
+            if not last:
+                continue
+            if not finite:  # the step is skipped on every rank: the weights stay as they were
                 skipped += 1
                 in_a_row += 1
                 if in_a_row >= config.max_nonfinite_steps:
@@ -418,17 +441,16 @@ class _Trainer:
                         f"{config.name}: the loss was not finite in {in_a_row} steps in a row (last {float(loss.detach())}"
                         f" at epoch {epoch + 1}, step {step + 1}); lower optim.lr"
                     )
-                parts.optimizer.zero_grad(set_to_none=True)  # the step is skipped: the weights stay as they were
+                parts.optimizer.zero_grad(set_to_none=True)
                 continue
             in_a_row = 0
-            parts.optimizer.zero_grad(set_to_none=True)
-            parts.scaler.scale(loss).backward()
             parts.scaler.step(parts.optimizer)
             parts.scaler.update()
             if parts.objective.meta_outputs:  # strategies that take a step of their own (MMKD's meta step)
                 parts.objective.meta_steps(sample, labels, teacher_logits, teacher_features, logits, parts.optimizer,
-                                           step, len(parts.train_loader), runtime.distributed)
-            meter.add(loss, labels, logits, loss_parts)
+                                           step, steps, runtime.distributed)
+            for counted in pending:
+                meter.add(*counted)
             if step % max(1, config.log_every) == 0 and parts.progress:
                 bar.set_postfix(loss=f"{meter.last_loss():.3f}")  # the one host read of a log interval
         elapsed = time.perf_counter() - started
@@ -510,6 +532,13 @@ class _Trainer:
         })
         message = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
         tqdm.write(f"{self.config.name} epoch {epoch + 1}/{self.config.optim.epochs}: {message}")
+
+
+def _gradient_sync(step_module: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync` for a micro-batch whose gradients are only accumulated (not `sync`); nothing otherwise."""
+    if sync or not isinstance(step_module, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return step_module.no_sync()
 
 
 class _EpochMeter:

@@ -20,7 +20,7 @@ class DataConfig:
     segments: int = 3  # TSN segments per training sample
     val_segments: int = 5  # cheaper validation protocol: centre frames, one centre crop
     crop_size: int = 224  # side of the square crop every stream sees, pixels
-    batch_size: int = 32  # global batch, split over processes
+    batch_size: int = 32  # global batch of one optimiser step, split over processes (and optim.grad_accumulation)
     workers: int = 2  # data-loader processes per training process
     accumulate: bool = True  # accumulate MV/residual back to the I-frame (CoViAR)
     # A video that cannot be read during training: "substitute" warns once (naming it) and uses the next readable
@@ -126,6 +126,14 @@ class OptimConfig:
     stream_lr: dict[str, float] = field(default_factory=dict)
     # decay the weights of BatchNorm (and other norm) layers too, sparing only biases (CoViAR); default: norms undecayed
     norm_weight_decay: bool = False
+    # micro-batches per optimiser step: each process runs data.batch_size / (processes x grad_accumulation) clips at a
+    # time and the optimiser steps once per global batch of data.batch_size, on any number of processes (a global
+    # batch that does not divide so is refused); BatchNorm normalises each micro-batch on its own
+    grad_accumulation: int = 1
+    # the learning rate for a global batch other than the one lr was tuned for (timm's rule): "linear" = lr x
+    # data.batch_size / lr_reference_batch, "sqrt" = lr x its square root, "none" = lr as given; stream_lr too
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    lr_reference_batch: int = 0  # the global batch lr (and stream_lr) was tuned for; needed by linear and sqrt
 
 
 @dataclass

@@ -89,6 +89,9 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     _integer("optim.epochs", optim.epochs, 1)
     _integer("optim.val_every", optim.val_every, 1)
     _integer("optim.checkpoint_every", optim.checkpoint_every, 1)
+    _integer("optim.grad_accumulation", optim.grad_accumulation, 1)
+    if optim.lr_scaling != "none":
+        _integer("optim.lr_reference_batch", optim.lr_reference_batch, 1)
     for index, step in enumerate(optim.lr_steps):
         _integer(f"optim.lr_steps[{index}]", step, 1, optim.epochs)
     _real("optim.lr", optim.lr, positive=True)
@@ -106,6 +109,21 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     _check_memory(config, physical_memory_bytes() if memory is None else memory)
     check_device(config.device)
     return config
+
+
+def micro_batch_size(config: RunConfig, world_size: int) -> int:
+    """Clips one process runs at a time: data.batch_size / (world_size x optim.grad_accumulation); one ConfigError
+    line naming the nearest global batches that divide when it does not."""
+    batch, accumulation = config.data.batch_size, config.optim.grad_accumulation
+    parts = world_size * accumulation
+    if batch % parts:
+        lower, upper = batch - batch % parts, batch - batch % parts + parts
+        nearest = f"{lower} or {upper}" if lower else f"{upper}"
+        raise ConfigError(
+            f"data.batch_size={batch} is the global batch of a step: it must divide into {world_size} process(es) x "
+            f"optim.grad_accumulation={accumulation}; use data.batch_size={nearest}, or another grad_accumulation"
+        )
+    return batch // parts
 
 
 def _check_memory(config: RunConfig, memory: int | None) -> None:
