@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+PRECISIONS = {"off": "float32", "bf16": "bfloat16", "fp16": "float16", "run": "run"}  # --amp -> evaluate_run's precision
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd test`."""
@@ -20,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--save-scores", type=Path, default=None, metavar="FILE",
                         help="write fused scores to FILE.npz (and each stream to FILE_<stream>.npz)")
     parser.add_argument("--plots", type=Path, default=None, metavar="DIR", help="write a confusion matrix PNG here")
+    parser.add_argument("--amp", choices=tuple(PRECISIONS), default="off",
+                        help="autocast at test time: off (float32, default), bf16, fp16 (CUDA only), or run (the "
+                             "precision the run trained in)")
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_run(
         args.target, split=args.split, segments=args.segments, crops=args.crops, batch_size=args.batch_size,
         workers=args.workers, save_scores_to=args.save_scores, data_root=args.data_root,
-        progress=not args.no_progress,
+        progress=not args.no_progress, precision=PRECISIONS[args.amp],
     )
     if args.plots is not None:
         from cvkd.report.plots import plot_evaluation_confusion

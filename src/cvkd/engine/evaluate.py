@@ -30,9 +30,12 @@ def collect_scores(
     amp: bool = False,
     progress: bool = True,
     description: str = "evaluate",
+    amp_dtype: str = "float16",
 ) -> dict[str, ScoreSet]:
-    """Per-video logits of every stream and of the fused model (key `fused`), in dataset order, on every process."""
-    return collect_scores_many({"model": model}, loader, runtime, class_names, amp, progress, description)["model"]
+    """Per-video logits of every stream and of the fused model (key `fused`), in dataset order, on every process
+    (with `amp`, under `runtime.autocast`'s rule for `amp_dtype`)."""
+    return collect_scores_many({"model": model}, loader, runtime, class_names, amp, progress, description,
+                               amp_dtype)["model"]
 
 
 @torch.no_grad()
@@ -44,6 +47,7 @@ def collect_scores_many(
     amp: bool = False,
     progress: bool = True,
     description: str = "evaluate",
+    amp_dtype: str = "float16",
 ) -> dict[str, dict[str, ScoreSet]]:
     """`collect_scores` of several models in one pass over the loader: each batch is decoded once and scored by every
     model (the loader must yield every modality any of them reads)."""
@@ -58,7 +62,7 @@ def collect_scores_many(
     for batch in bar:
         for name, model in models.items():
             sample = move_sample(batch, model.modalities, runtime.device)
-            with autocast(runtime.device, amp):
+            with autocast(runtime.device, amp, amp_dtype):
                 per_stream = model.forward_streams(sample)
                 per_stream[FUSED] = model.fuse(per_stream)
             for key in keys[name]:

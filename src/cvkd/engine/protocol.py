@@ -20,7 +20,7 @@ from cvkd.data.transforms import Rendering
 from cvkd.engine.evaluate import FUSED, collect_scores_many
 from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
-from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime
+from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime, training_precision
 from cvkd.scores.files import ScoreSet, load_scores, save_scores
 from cvkd.errors import CheckpointError, ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json
@@ -83,14 +83,16 @@ def evaluate_model(
     progress: bool = True,
     source: str = "the model",
     rendering: Rendering = Rendering(),
+    precision: str = "float32",
 ) -> dict[str, ScoreSet]:
     """Per-video logits of every stream and the fused model (key `fused`) on `split` of the dataset at `data_root`.
 
     The model must sit on `runtime.device` (default: a single-process runtime on the model's device); `source` names
-    the model in the error raised when the dataset's classes are not the ones it scores.
+    the model in the error raised when the dataset's classes are not the ones it scores; `precision` float32, or the
+    autocast dtype (bfloat16; float16 on CUDA).
     """
     return evaluate_models({source: model}, class_names, data_root, Protocol(split, segments, crops), crop_size,
-                           accumulate, batch_size, workers, runtime, progress, rendering)[source]
+                           accumulate, batch_size, workers, runtime, progress, rendering, precision)[source]
 
 
 def evaluate_models(
@@ -105,6 +107,7 @@ def evaluate_models(
     runtime: Runtime | None = None,
     progress: bool = True,
     rendering: Rendering = Rendering(),
+    precision: str = "float32",
 ) -> dict[str, dict[str, ScoreSet]]:
     """`evaluate_model` of several models (keyed by a name for errors) that read their inputs alike, in one pass over
     the test videos: each video is decoded once, for every modality any of the models reads."""
@@ -123,13 +126,14 @@ def evaluate_models(
         accumulate=accumulate, rendering=rendering,
     )
     loader = make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=runtime.distributed)
-    return collect_scores_many(models, loader, runtime, tuple(class_names), progress=progress,
-                               description=f"test {protocol.segments}x{protocol.crops}")
+    return collect_scores_many(models, loader, runtime, tuple(class_names), amp=precision != "float32",
+                               progress=progress, description=f"test {protocol.segments}x{protocol.crops}",
+                               amp_dtype=precision)
 
 
 def _evaluate_loaded(
     loaded: LoadedRun, protocol: Protocol, data_root: str | None, batch_size: int, workers: int, runtime: Runtime,
-    progress: bool,
+    progress: bool, precision: str = "float32",
 ) -> dict[str, ScoreSet]:
     """Score a loaded run with its own crop size and accumulation, on `data_root` or the dataset it was trained on."""
     data = loaded.config.data
@@ -137,6 +141,7 @@ def _evaluate_loaded(
         loaded.model, loaded.class_names, data_root or data.root, protocol.split, protocol.segments, protocol.crops,
         crop_size=data.crop_size, accumulate=data.accumulate, batch_size=batch_size, workers=workers,
         runtime=runtime, progress=progress, source=str(loaded.checkpoint), rendering=data.rendering(train=False),
+        precision=precision,
     )
 
 
@@ -151,13 +156,18 @@ def evaluate_run(
     data_root: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    precision: str = "float32",
 ) -> EvaluationReport:
-    """Score `run` on `split`: per-stream and fused metrics, optional score files (`<stem>_<stream>.npz`) and plots."""
+    """Score `run` on `split`: per-stream and fused metrics, optional score files (`<stem>_<stream>.npz`) and plots.
+
+    `precision`: float32, bfloat16, float16 (CUDA only) or "run" (what the run trained in: `runtime.training_precision`).
+    """
     runtime = start_runtime(device)
     try:
         loaded = load_run(run, runtime.device)
+        precision = resolve_test_precision(precision, runtime.device, loaded.config)
         scores = _evaluate_loaded(loaded, Protocol(split, segments, crops), data_root, batch_size, workers, runtime,
-                                  progress)
+                                  progress, precision)
     finally:
         stop_runtime(runtime)
     metrics = {key: summarize(s.scores, s.labels) for key, s in scores.items()}
@@ -171,6 +181,18 @@ def evaluate_run(
                 files.append(save_scores(score_set, stem.parent / f"{stem.name}_{key}.npz"))
     return EvaluationReport(metrics, scores, files, tuple(loaded.class_names),
                             f"{loaded.config.name}: {split} ({segments}x{crops})")
+
+
+def resolve_test_precision(precision: str, device: torch.device, config) -> str:
+    """The autocast precision a test runs in: `precision`, or for "run" the run's training precision; float16 off
+    CUDA is one ConfigError line (CPU autocast computes in bfloat16 only)."""
+    if precision == "run":
+        return training_precision(device, config.amp, config.amp_dtype)
+    if precision not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"test precision must be float32, bfloat16, float16 or run, got {precision!r}")
+    if precision == "float16" and device.type != "cuda":
+        raise ConfigError(f"--amp fp16 needs a CUDA device (this test runs on {device.type}); use --amp bf16")
+    return precision
 
 
 # ---------------------------------------------------------------- cached evaluation of a run

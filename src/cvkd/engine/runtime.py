@@ -86,6 +86,46 @@ def autocast(device: torch.device, enabled: bool, dtype: str = "float16") -> con
     return contextlib.nullcontext()
 
 
+def training_precision(device: torch.device, enabled: bool, dtype: str = "float16") -> str:
+    """The precision `autocast(device, enabled, dtype)` computes in: float16, bfloat16 or float32 (no autocast)."""
+    if enabled and (device.type == "cuda" or (device.type == "cpu" and dtype == "bfloat16")):
+        return dtype
+    return "float32"
+
+
+def to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """A batch of pictures (B, C, H, W) or of segments (B, S, C, H, W) in channels-last memory (each picture's
+    channels innermost), the values unchanged; other shapes as they are."""
+    if tensor.dim() == 4:
+        return tensor.contiguous(memory_format=torch.channels_last)
+    if tensor.dim() == 5:
+        return tensor.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, tensor.shape[:2])
+    return tensor
+
+
+def compile_streams(streams, backend: str) -> None:
+    """torch.compile each module of `streams` in place (its forward; its state_dict keeps its keys) with `backend`; an
+    unknown backend is one ConfigError line (a backend that fails does so at the first step: `compile_failure`)."""
+    from cvkd.errors import ConfigError
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ConfigError(f"compile_backend: {backend!r} is not a torch.compile backend ({', '.join(sorted(known))})")
+    for stream in streams:
+        stream.compile(backend=backend)
+
+
+def compile_failure(error: BaseException) -> str | None:
+    """One line for a torch.compile backend that failed (None for any other error)."""
+    failed = getattr(torch._dynamo.exc, "BackendCompilerFailed", ())
+    if not isinstance(error, failed):
+        return None
+    inner = error.__cause__ or getattr(error, "inner_exception", None) or error
+    cause = str(inner).strip().splitlines()
+    return (f"torch.compile failed ({type(inner).__name__}: {cause[0] if cause else ''}); "
+            "set compile=false, or compile_backend=aot_eager where the inductor's compiler is missing")
+
+
 def uses_grad_scaler(device: torch.device, enabled: bool, dtype: str) -> bool:
     """Whether loss scaling is needed: float16 autocast on CUDA (bfloat16 has float32's range)."""
     return enabled and device.type == "cuda" and dtype == "float16"

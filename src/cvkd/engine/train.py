@@ -40,8 +40,8 @@ from cvkd.engine.objective import (
 from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir, saved_config
 from cvkd.runs.tensorboard import open_tensorboard
 from cvkd.engine.runtime import (
-    Runtime, all_agree, all_reduce_sum, autocast, barrier, seed_everything, start_runtime, stop_runtime,
-    uses_grad_scaler,
+    Runtime, all_agree, all_reduce_sum, autocast, barrier, compile_failure, compile_streams, seed_everything,
+    start_runtime, stop_runtime, to_channels_last, training_precision, uses_grad_scaler,
 )
 from cvkd.runs.schema import RunConfig
 from cvkd.runs.validate import micro_batch_size, validate_run_config
@@ -93,6 +93,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     runtime = start_runtime(config.device)
     try:
         return _Trainer(build_run(config, runtime, progress)).run(resume)
+    except Exception as error:
+        line = compile_failure(error)  # a torch.compile backend fails at the first step it compiles
+        if line is None:
+            raise
+        raise TrainingError(f"{config.name}: {line}") from None
     finally:
         stop_runtime(runtime)
 
@@ -120,6 +125,10 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
         model.streams[modality].requires_grad_(False)
     if runtime.device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
+        if teachers is not None:
+            teachers.to(memory_format=torch.channels_last)
+    if config.compile:
+        compile_streams([model.streams[m] for m in trainable], config.compile_backend)
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
     optimizer = build_optimizer(config, objective)
@@ -250,7 +259,10 @@ def _load_teachers(config: RunConfig, runtime: Runtime, class_names: tuple[str, 
     distill = config.distill
     if not distill.teachers:
         return None
-    teachers = TeacherSet(distill.teachers, runtime.device, distill.teacher_precision,
+    precision = distill.teacher_precision
+    if precision == "auto":  # the training's own precision
+        precision = training_precision(runtime.device, config.amp, config.amp_dtype)
+    teachers = TeacherSet(distill.teachers, runtime.device, precision,
                           normalise_fused=distill.normalise_fused)
     teachers.check_compatible(class_names)
     return teachers
@@ -423,6 +435,8 @@ class _Trainer:
                 pending, finite = [], True
             labels = batch["label"].to(runtime.device)
             sample = move_sample(batch, parts.train_set.input_keys, runtime.device)
+            if runtime.device.type == "cuda" and config.channels_last:  # as the model's (and teachers') weights
+                sample = {key: to_channels_last(value) for key, value in sample.items()}
             teacher_logits, teacher_features = teacher_outputs(parts, batch, sample, view_epoch)
             with _gradient_sync(parts.step_module, last):  # DDP averages the gradients once, at the last micro-batch
                 with autocast(runtime.device, config.amp, config.amp_dtype):
@@ -478,7 +492,7 @@ class _Trainer:
         parts = self.parts
         scores = collect_scores(
             parts.model, parts.val_loader, self.runtime, parts.class_names, self.config.amp, parts.progress,
-            description=f"{self.config.name} validate",
+            description=f"{self.config.name} validate", amp_dtype=self.config.amp_dtype,
         )
         row = {f"val_top1_{key}": top_k_accuracy(s.scores, s.labels, 1) for key, s in scores.items()}
         if self.config.model.fusion_search and len(parts.model.modalities) > 1:

@@ -145,7 +145,9 @@ class DistillConfig:
     params: dict[str, Any] = field(default_factory=dict)  # strategy hyper-parameters (temperature, alpha, ...)
     cache: bool = False  # precompute teacher logits for a fixed set of views per video
     cache_views: int = 4  # views per video in the cache
-    teacher_precision: Literal["float32", "bfloat16", "float16"] = "float32"  # precision of live teachers' forward pass
+    # precision of live teachers' forward pass; "auto" = the training's (amp_dtype under amp on CUDA, bfloat16 on the
+    # CPU with amp_dtype bfloat16, float32 otherwise)
+    teacher_precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # a fused teacher (RUN:fused) teaches its 2:1:1 sum divided by the sum of its fusion weights (False: the raw sum)
     normalise_fused: bool = False
     # student output (a stream, or "fused": adds a term on its 2:1:1 fused logits) -> the teachers it learns from
@@ -180,7 +182,11 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     amp: bool = True  # mixed precision: float16 on CUDA (with a GradScaler); bfloat16 on CUDA or CPU with amp_dtype
     amp_dtype: Literal["float16", "bfloat16"] = "float16"  # bfloat16 needs no GradScaler (Ampere and newer, CPUs)
-    channels_last: bool = True  # on CUDA
+    channels_last: bool = True  # on CUDA: the student, the live teachers and every input batch in channels-last memory
+    # torch.compile the trained streams (each stream's forward; a feature-map term runs them uncompiled) with this
+    # backend: inductor (needs a C++ compiler on the CPU, Triton on CUDA), aot_eager, eager, ...
+    compile: bool = False
+    compile_backend: str = "inductor"
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels for the fixed input sizes (CUDA only)
     # Steps whose loss is not finite are skipped (the weights stay as they were) and counted in the log; this many in a
     # row stop the run with one line (a float16 overflow is rare and passes; a diverged run does not)
