@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from cvkd.demo import BenchmarkSize, DemoSettings, recipe_config, run_demo
+from cvkd.distill.context import StrategyContext
 from cvkd.distill.dkd import scaled_warmup
+from cvkd.distill.strategies import create_strategy
 from cvkd.engine.teachers import split_spec
 from cvkd.errors import ConfigError
 
@@ -108,8 +110,10 @@ def test_dkd_warm_up_takes_the_share_of_training_it_has_in_mdistiller():
     (with 20 its DKD term would stop at 12/20 of its weight). A warm-up set in the recipe is kept."""
     assert [scaled_warmup(epochs) for epochs in (240, 120, 12, 6)] == [20, 10, 1, 1]
     config = recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="dkd")
-    assert config.optim.epochs == 12 and config.distill.params["warmup_epochs"] == 1
-    assert "warmup_epochs" not in recipe_config("compact_mkd", Path("demo"), DemoSettings(), strategy="camkd").distill.params
+    assert config.optim.epochs == 12 and config.distill.scale_warmup and "warmup_epochs" not in config.distill.params
+    context = StrategyContext(num_classes=16, epochs=config.optim.epochs, scale_warmup=config.distill.scale_warmup)
+    assert create_strategy("dkd", 2, context, **config.distill.params).warmup_epochs == 1  # DKD scales its own
+    assert create_strategy("camkd", 2, context).warmup_epochs == 0  # no published warm-up: nothing to scale
 
 
 def test_student_seed_i_learns_from_teacher_seed_i_modulo_the_teacher_seeds():

@@ -14,7 +14,6 @@ from tqdm import tqdm
 from cvkd.config import load_config
 from cvkd.data.folder import dataset_digest
 from cvkd.data.synthetic import generate_synthetic
-from cvkd.distill.dkd import WARMED_UP_STRATEGIES, scaled_warmup
 from cvkd.distill.strategies import available_strategies
 from cvkd.engine.teachers import split_spec
 from cvkd.engine.protocol import Protocol
@@ -175,9 +174,8 @@ def recipe_config(
     if strategy and strategy != config.distill.strategy:  # the recipe's own strategy keeps the recipe's run name
         config.distill.strategy = strategy
         config.name = f"{config.name}_{strategy}"
-    if config.distill.strategy in WARMED_UP_STRATEGIES and "warmup_epochs" not in config.distill.params:
-        # 20 warm-up epochs belong to mdistiller's 240: a 12-epoch run would never give DKD its full weight
-        config.distill.params["warmup_epochs"] = scaled_warmup(config.optim.epochs)
+    # a warm-up from a longer schedule (DKD's 20 of 240 epochs) would never give a 12-epoch run its full weight
+    config.distill.scale_warmup = True
     if seed > 0:  # seed 0 keeps the plain name: `--seeds 3` after a 1-seed demo reuses its runs
         config.name = teacher_name(config.name, seed) if recipe == TEACHERS else f"{config.name}_seed{seed}"
     teacher_seed = seed % settings.teacher_seeds

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cvkd.distill.context import StepContext
+from cvkd.distill.context import StepContext, StrategyContext
 from cvkd.errors import ConfigError
 
 TeacherLogits = Tensor | Sequence[Tensor]
@@ -98,6 +98,18 @@ class DistillStrategy(nn.Module):
     """Named sets of hyper-parameters (`distill.params={preset: NAME}`), e.g. a paper's own defaults; given keys win."""
     has_meta_step: ClassVar[bool] = False
     """True if the strategy takes a step of its own after each student step (`meta_step`)."""
+    warmup_schedule: ClassVar[tuple[int, int] | None] = None
+    """(warm-up epochs, epochs of the schedule they belong to) of the source's recipe: with
+    `StrategyContext.scale_warmup` the warm-up keeps that share of a run's epochs (at least 1)."""
+
+    @classmethod
+    def from_context(cls, context: StrategyContext) -> dict[str, object]:
+        """The parameters this strategy takes from the run (`StrategyContext`) unless its configuration gives them:
+        here the scaled warm-up of `warmup_schedule`; subclasses add the sizes they are built with."""
+        if context.scale_warmup and cls.warmup_schedule and context.epochs:
+            warmup, schedule = cls.warmup_schedule
+            return {"warmup_epochs": max(1, round(context.epochs * warmup / schedule))}
+        return {}
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from cvkd.distill.base import DistillInputs, DistillTerms
 from cvkd.distill.basic import WeightedLossStrategy
+from cvkd.distill.context import StrategyContext
 from cvkd.distill.features import POOLINGS, adapt_to_teachers, build_adapters, map_mse_per_sample
 from cvkd.distill.kl import cross_entropy_per_sample
 from cvkd.distill.weighting import confidence_weights
@@ -40,6 +41,12 @@ class ConfidenceAware(WeightedLossStrategy):
     name = "camkd"
     supports_features = True
     loss_scale_by_teachers = True
+
+    @classmethod
+    def from_context(cls, context: StrategyContext) -> dict[str, object]:
+        """The feature term's sizes and the teachers' classifiers on their maps, from the run."""
+        return {**super().from_context(context), "student_dim": context.student_dim,
+                "teacher_dims": list(context.teacher_dims), "teacher_heads": context.teacher_heads}
 
     def __init__(
         self,

@@ -1,12 +1,37 @@
-"""What the trainer hands a strategy after each student step (`DistillStrategy.meta_step`), spelled out."""
+"""What the trainer tells a strategy, spelled out: the run's facts when it is built (`StrategyContext`,
+`DistillStrategy.from_context`) and each finished student step (`StepContext`, `DistillStrategy.meta_step`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """The facts of one student output, its teachers and the run that a strategy's configuration cannot know.
+
+    The trainer builds one per student output and hands it to `create_strategy`; each strategy class says in
+    `from_context` which of its own parameters it takes from it (a value the configuration gives wins).
+    """
+
+    num_classes: int
+    """Classes the output scores."""
+    student_dim: int = 0
+    """Channels of the output's spatial map (0 for the fused logits, which have none)."""
+    teacher_dims: tuple[int, ...] = ()
+    """Channels of each of the output's teachers' maps, in its teachers' order (0 for a fused teacher)."""
+    teacher_heads: tuple[Callable[[Tensor], Tensor] | None, ...] | None = None
+    """Each teacher's frozen classifier on its map (None for a fused teacher); None without teachers."""
+    batch_size: int | None = None
+    """Clips per process in one forward pass (the micro-batch)."""
+    epochs: int | None = None
+    """The run's length in epochs."""
+    scale_warmup: bool = False
+    """Whether an epoch-based warm-up taken from a longer published schedule is scaled to `epochs`."""
 
 
 @dataclass

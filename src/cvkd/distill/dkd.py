@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from cvkd.distill.base import DistillInputs
+from cvkd.distill.context import StrategyContext
 from cvkd.distill.basic import EntropyWeighted, WeightedLossStrategy
 from cvkd.distill.kl import cross_entropy_per_sample, kl_from_log_probs
 from cvkd.distill.weighting import confidence_weights
@@ -15,12 +16,11 @@ DKD_WARMUP_EPOCHS = 20
 """mdistiller's DKD.WARMUP on CIFAR-100: the DKD loss grows linearly over the first 20 epochs."""
 MDISTILLER_EPOCHS = 240
 """The length of mdistiller's CIFAR-100 schedule that the 20-epoch warm-up belongs to."""
-WARMED_UP_STRATEGIES = ("dkd", "dkd_entropy")
 
 
 def scaled_warmup(epochs: int) -> int:
     """DKD's warm-up for a run of `epochs` epochs: the same share of training as mdistiller's 20 of 240, at least 1."""
-    return max(1, round(epochs * DKD_WARMUP_EPOCHS / MDISTILLER_EPOCHS))
+    return DecoupledLosses.from_context(StrategyContext(num_classes=2, epochs=epochs, scale_warmup=True))["warmup_epochs"]
 
 
 DKD_WEIGHTINGS = ("uniform", "confidence")
@@ -64,6 +64,7 @@ class DecoupledLosses(WeightedLossStrategy):
     for ImageNet-initialised students.
     """
 
+    warmup_schedule = (DKD_WARMUP_EPOCHS, MDISTILLER_EPOCHS)
     presets = {
         "imagenet": {"temperature": 1.0, "beta_dkd": 0.5, "warmup_epochs": 1},
         "imagenet_mobile": {"temperature": 1.0, "beta_dkd": 2.0, "warmup_epochs": 1},

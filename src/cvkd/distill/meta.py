@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cvkd.distill.context import StrategyContext
 from cvkd.distill.base import DistillInputs, DistillStrategy, DistillTerms
 from cvkd.distill.kl import cross_entropy_per_sample, kl_from_log_probs, mixture_log_probs, softened_log_probs
 
@@ -56,6 +57,11 @@ class MetaMixture(DistillStrategy):
     """
 
     name = "meta_mixture"
+
+    @classmethod
+    def from_context(cls, context: StrategyContext) -> dict[str, object]:
+        """The weight network's input width needs the classes: from the run."""
+        return {**super().from_context(context), "num_classes": context.num_classes}
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from cvkd.distill.base import DistillInputs, DistillStrategy, DistillTerms, per_sample_weighted_mean
-from cvkd.distill.context import StepContext
+from cvkd.distill.context import StepContext, StrategyContext
 from cvkd.distill.hard_buffer import HardBuffer
 from cvkd.distill.kl import kl_per_sample
 from cvkd.distill.meta import TeacherWeightNet
@@ -41,6 +41,12 @@ class MetaMultiTeacher(DistillStrategy):
     name = "mmkd"
     supports_features = True
     has_meta_step = True
+
+    @classmethod
+    def from_context(cls, context: StrategyContext) -> dict[str, object]:
+        """The weight networks' sizes (classes, the per-process batch) and the feature term's, from the run."""
+        return {**super().from_context(context), "num_classes": context.num_classes, "batch_size": context.batch_size,
+                "student_dim": context.student_dim, "teacher_dims": list(context.teacher_dims)}
 
     def __init__(
         self,

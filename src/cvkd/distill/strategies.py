@@ -16,6 +16,7 @@ from cvkd.distill.basic import (
     NoDistillation,
 )
 from cvkd.distill.camkd import ConfidenceAware
+from cvkd.distill.context import StrategyContext
 from cvkd.distill.dkd import DecoupledEntropyWeighted, DecoupledKD
 from cvkd.distill.meta import MetaMixture
 from cvkd.distill.mmkd import MetaMultiTeacher
@@ -79,11 +80,14 @@ def strategy_parameters(name: str) -> dict[str, Any]:
     return parameters
 
 
-def create_strategy(name: str, num_teachers: int, **params: Any) -> DistillStrategy:
+def create_strategy(
+    name: str, num_teachers: int, context: StrategyContext | None = None, **params: Any
+) -> DistillStrategy:
     """Build strategy `name` for `num_teachers` teachers; unknown names or parameters raise ConfigError.
 
     `preset=NAME` starts from one of the strategy's named parameter sets (`strategy_class(name).presets`); the other
-    parameters given override it.
+    parameters given override it. With a `context` (the run's facts), the strategy's `from_context` fills the
+    parameters neither gives (or gives as None).
     """
     known = strategy_parameters(name)
     for key in params:
@@ -97,4 +101,8 @@ def create_strategy(name: str, num_teachers: int, **params: Any) -> DistillStrat
         if preset not in presets:
             raise ConfigError(f"distillation strategy {name!r} has no preset {preset!r}; known: {', '.join(presets)}")
         params = {**presets[preset], **params}
+    if context is not None:
+        for key, value in strategy_class(name).from_context(context).items():
+            if params.get(key) is None:
+                params[key] = value
     return strategy_class(name)(num_teachers, **params)

@@ -8,8 +8,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from cvkd.distill import DistillLoss, DistillStrategy, create_strategy, strategy_parameters
-from cvkd.distill.context import StepContext
+from cvkd.distill import DistillLoss, DistillStrategy, create_strategy
+from cvkd.distill.context import StepContext, StrategyContext
 from cvkd.distill.features import MultiTeacherHints
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
@@ -180,32 +180,26 @@ def build_strategies(
     """One strategy per student output, from `distill.strategy` and `distill.params`.
 
     The outputs are the keys of `routes` (output -> indices of its teachers, cvkd.engine.routes) or, without routes,
-    the trainable streams, each then learning from every teacher. Sizes a strategy needs and the config cannot know
-    are filled in: `num_classes` (meta), the per-process `batch_size` (MMKD's feature weights), and the channels of
-    the student's and teachers' spatial maps and the teachers' classifiers on their maps (`teacher_heads`; CA-MKD's
-    feature term).
+    the trainable streams, each then learning from every teacher. What a strategy needs and the config cannot know
+    reaches it as a `StrategyContext` per output (classes, map channels of the output and of its teachers, their
+    classifiers on their maps, the per-process batch, the run's epochs); the strategy takes what it needs from it.
     """
     name = config.distill.strategy
     if not teacher_feature_dims and name != "none":
         raise ConfigError(f"distill.strategy is {name!r} but distill.teachers is empty")
-    known = strategy_parameters(name)
     all_teachers = tuple(range(len(teacher_feature_dims)))
     strategies = {}
     for output, route in (routes or {m: all_teachers for m in trainable}).items():
         if output == FUSED and set(trainable) != set(model.modalities):
             raise ConfigError(f"distill.stream_teachers.{FUSED}: the fused logits need every stream trainable")
-        params = dict(config.distill.params)
-        inferred = {
-            "num_classes": model.num_classes,
-            "batch_size": batch_size,
-            "student_dim": lambda: 0 if output == FUSED else model.streams[output].map_channels,
-            "teacher_dims": lambda: [teacher_feature_dims[i] for i in route],
-            "teacher_heads": lambda: None if teacher_heads is None else [teacher_heads[i] for i in route],
-        }
-        for key, value in inferred.items():
-            if key in known and params.get(key) is None:
-                params[key] = value() if callable(value) else value
-        strategies[output] = create_strategy(name, len(route), **params)
+        context = StrategyContext(
+            num_classes=model.num_classes,
+            student_dim=0 if output == FUSED else model.streams[output].map_channels,
+            teacher_dims=tuple(teacher_feature_dims[i] for i in route),
+            teacher_heads=None if teacher_heads is None else tuple(teacher_heads[i] for i in route),
+            batch_size=batch_size, epochs=config.optim.epochs, scale_warmup=config.distill.scale_warmup,
+        )
+        strategies[output] = create_strategy(name, len(route), context, **config.distill.params)
         if output == FUSED and strategies[output].uses_features:
             raise ConfigError(f"distill.stream_teachers.{FUSED}: fused logits have no features for a feature term")
     return strategies

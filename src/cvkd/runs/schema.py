@@ -161,6 +161,9 @@ class DistillConfig:
     # with distill.cache and hints or a feature term: teacher maps are cached too (float32), average-pooled to this
     # size x size (0: each teacher's own size)
     cache_map_size: int = 0
+    # a strategy's warm-up taken from a longer published schedule (DKD: 20 of mdistiller's 240 epochs) keeps that
+    # share of this run's optim.epochs (at least 1) unless distill.params sets it (the demo's short runs)
+    scale_warmup: bool = False
 
 
 @dataclass
