@@ -402,6 +402,8 @@ class _Trainer:
             self._resume()  # before writing config.yaml: a refused resume leaves the run folder as it was
         if self.runtime.is_main:
             save_config(config, self.out / CONFIG_FILE)
+            if self.history:  # a kill between last.pt and the log left them one epoch apart: the checkpoint's rows
+                self._write_records(self.start_epoch - 1, self.history[-1])
         barrier(self.runtime)
         if parts.teachers is not None and config.distill.cache:
             attach_cache(parts)
@@ -536,16 +538,21 @@ class _Trainer:
         if not (last_epoch or improved or (epoch + 1) % self.config.optim.checkpoint_every == 0):
             return  # no checkpoint this epoch: log and summary stay with the last one, so a resume agrees with them
         save_checkpoint(state, self.out / LAST)
-        atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
+        self._write_records(epoch, row)
         if self.board is not None:
             self.board.write(self.history)  # the same rows, as TensorBoard scalars
+        message = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+        tqdm.write(f"{self.config.name} epoch {epoch + 1}/{self.config.optim.epochs}: {message}")
+
+    def _write_records(self, epoch: int, row: dict) -> None:
+        """log.jsonl and summary.json as of the checkpoint of `epoch` (its last row `row`)."""
+        parts = self.parts
+        atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
         atomic_write_json(self.out / SUMMARY_FILE, {
             "name": self.config.name, "epochs_done": epoch + 1, "epochs": self.config.optim.epochs,
             "best_val_top1": self.best_val, "last": row, "streams": dict(self.config.model.streams),
             "teachers": parts.teachers.names if parts.teachers else [], "strategy": self.config.distill.strategy,
         })
-        message = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-        tqdm.write(f"{self.config.name} epoch {epoch + 1}/{self.config.optim.epochs}: {message}")
 
 
 def _gradient_sync(step_module: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
