@@ -115,6 +115,6 @@ def test_ranks_that_do_not_share_the_run_folder_are_refused_in_one_line(data_roo
     finished = run_command(command, tiny.output_dir.parent)
     assert finished.returncode != 0  # and it ended: no rank waits forever for the other
     lines = [line for line in finished.stdout.splitlines() if line.startswith("rank ")]
-    assert sorted(line.split(":")[0] for line in lines) == ["rank 0", "rank 1"]
+    assert sorted(line.split(":")[0] for line in lines) == ["rank 0", "rank 1"], finished.stdout + finished.stderr[-3000:]
     assert all("not every rank sees the run folder rank 0 writes" in line for line in lines)
     assert not (tiny.output_dir / "split" / "last.pt").exists()
