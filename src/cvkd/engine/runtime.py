@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
-def start_runtime(device: str = "auto") -> Runtime:
-    """Join torchrun's process group if launched by torchrun (NCCL on GPUs, gloo on CPU), else run alone."""
+def start_runtime(device: str = "auto", timeout_minutes: float | None = None) -> Runtime:
+    """Join torchrun's process group if launched by torchrun (NCCL on GPUs, gloo on CPU), else run alone; a collective
+    that waits longer than `timeout_minutes` for another process fails (None: torch's default, 10 min for NCCL)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -56,7 +58,8 @@ def start_runtime(device: str = "auto") -> Runtime:
         torch.cuda.set_device(resolved)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout)
     return Runtime(device=resolved, rank=rank, world_size=world_size, local_rank=local_rank)
 
 

@@ -23,7 +23,7 @@ from cvkd.data.transforms import crop_scales
 from cvkd.data.folder import dataset_split
 from cvkd.modalities import resolve_fusion_weights
 from cvkd.scores.fusion import search_weights
-from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
+from cvkd.engine.teacher_cache import TeacherCache, load_or_build_cache
 from cvkd.engine.routes import resolve_routes, teacher_routes
 from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, save_checkpoint
@@ -50,7 +50,7 @@ from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingErro
 from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
 from cvkd.models.coviar import CoViAR
 
-CACHE_FILE = "teacher_cache.pt"
+CACHE_FOLDER = "teacher_cache"  # the teacher cache's shards (cvkd.engine.cache_files)
 RESUME_ONLY = ("optimizer", "scaler", "history")  # kept in last.pt for --resume, left out of best.pt (a third the size)
 HINTS_KEY = "distill.hint_teachers"
 
@@ -90,7 +90,7 @@ class RunParts:
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or distil) the model `config` describes; with `resume`, continue from the run's last checkpoint."""
     validate_run_config(config)  # API callers too: one ConfigError line per bad value, before anything starts
-    runtime = start_runtime(config.device)
+    runtime = start_runtime(config.device, config.dist_timeout_minutes)
     try:
         return _Trainer(build_run(config, runtime, progress)).run(resume)
     except Exception as error:
@@ -282,22 +282,17 @@ def _initialise_streams(config: RunConfig, model: CoViAR, class_names: tuple[str
 
 
 def attach_cache(parts: RunParts) -> None:
-    """Teacher logits for the first `cache_views` training views of every video: built once by rank 0, read by all."""
-    config, runtime, teachers = parts.config, parts.runtime, parts.teachers
+    """Teacher logits for the first `cache_views` training views of every video: reused, or built by every process on
+    its share; read by all through memory maps."""
+    config, teachers = parts.config, parts.teachers
     assert teachers is not None
-    path = parts.out / CACHE_FILE
     teacher_view = training_dataset(config, parts.train_set.video_list, list(teachers.modalities), parts.train_set.scales,
                                     teachers)
-    views = config.distill.cache_views
     maps_size = config.distill.cache_map_size if parts.objective.uses_features else None  # maps only when read
-    if runtime.is_main:
-        parts.cache = load_or_build_cache(
-            path, teachers, teacher_view, views, config.data.batch_size, config.data.workers, runtime.device,
-            parts.progress, maps_size=maps_size,
-        )
-    barrier(runtime)
-    if parts.cache is None:
-        parts.cache = TeacherCache.load(path, cache_key(teachers, teacher_view, views, maps_size))
+    parts.cache = load_or_build_cache(
+        parts.out / CACHE_FOLDER, teachers, teacher_view, config.distill.cache_views, config.data.batch_size,
+        config.data.workers, parts.runtime, parts.progress, maps_size=maps_size,
+    )
 
 
 def start_epoch(parts: RunParts, epoch: int) -> tuple[float, int]:

@@ -195,6 +195,11 @@ class RunConfig:
     # row stop the run with one line (a float16 overflow is rare and passes; a diverged run does not)
     max_nonfinite_steps: int = 20
     log_every: int = 20  # batches between progress-bar updates of the loss
+    # under torchrun: how long a process waits at a collective (a barrier, a gradient all-reduce) for the others
+    # before the job fails, in minutes. It must exceed the longest work one process does while another waits: rank
+    # 0's checkpoint writes, the uneven end of a sharded pass (the teacher cache: a batch per view), loading teachers
+    # (docs/recipes.md, "The teacher cache as its own job"). torch's default is 10 min for NCCL, 30 for gloo
+    dist_timeout_minutes: float = 30.0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -81,6 +81,7 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     _integer("seed", config.seed, 0, MAX_SEED)
     _integer("log_every", config.log_every, 1)
     _integer("max_nonfinite_steps", config.max_nonfinite_steps, 1)
+    _real("dist_timeout_minutes", config.dist_timeout_minutes, positive=True)
     _integer("data.segments", data.segments, 1)
     _integer("data.val_segments", data.val_segments, 1)
     _integer("data.crop_size", data.crop_size, 1)
