@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -61,10 +62,13 @@ def test_cached_and_live_hints_train_the_same_student(teacher_run, tiny, final_w
 
 
 def test_cached_maps_can_be_pooled_small(teacher_run, tiny):
-    from cvkd.engine.train import CACHE_FILE
+    from cvkd.engine.cache_files import MANIFEST
+    from cvkd.engine.teacher_cache import TeacherCache
+    from cvkd.engine.train import CACHE_FOLDER
 
     run = tiny.train("pooled", f"distill.teachers=[{teacher_run}:iframe]", "distill.strategy=avg_losses",
                      "distill.hint_weight=1.0", "distill.cache=true", "distill.cache_views=1",
                      "distill.cache_map_size=1", "optim.epochs=1").run_dir
-    maps = torch.load(run / CACHE_FILE, weights_only=True)["maps"]
-    assert list(maps) == ["0"] and maps["0"].shape[-2:] == (1, 1)  # (N, V, S, C, 1, 1)
+    folder = run / CACHE_FOLDER
+    maps = TeacherCache.open(folder, json.loads((folder / MANIFEST).read_text())["key"]).read_all()[1]
+    assert list(maps) == [0] and maps[0].shape[-2:] == (1, 1)  # (N, V, S, C, 1, 1)

@@ -3,6 +3,7 @@ their forward passes; teachers that do not fit the student's data are refused wi
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,12 +17,15 @@ from cvkd.data.synthetic import generate_synthetic
 from cvkd.engine.teacher_cache import TeacherCache, cache_key, load_or_build_cache
 from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from cvkd.engine.train import CACHE_FILE
+from cvkd.engine.cache_files import MANIFEST
+from cvkd.engine.runtime import Runtime
+from cvkd.engine.train import CACHE_FOLDER
 from cvkd.errors import CheckpointError, ConfigError
 
 VIEWS = 2
 BATCH = 6
 STEPS_PER_EPOCH = 36 // BATCH  # 36 training videos
+CPU = Runtime(torch.device("cpu"))
 STUDENT = ("model.streams={iframe: cnn_tiny}", "distill.strategy=avg_targets", f"data.batch_size={BATCH}")
 
 
@@ -51,10 +55,14 @@ def views(data_root, teachers) -> CompressedVideoDataset:
                                   crop_size=48, seed=0)
 
 
-def test_a_cache_hit_is_the_live_teacher_output_for_that_view(teachers, views) -> None:
-    cache = TeacherCache.build(teachers, views, VIEWS, batch_size=5, workers=0, device=torch.device("cpu"),
-                               progress=False)
-    assert tuple(cache.logits.shape) == (36, VIEWS, 3, 3)  # videos, views, teachers, classes
+def manifest_key(run: Path) -> str:
+    """The key a run's teacher cache was built for."""
+    return json.loads((run / CACHE_FOLDER / MANIFEST).read_text())["key"]
+
+
+def test_a_cache_hit_is_the_live_teacher_output_for_that_view(teachers, views, tmp_path) -> None:
+    cache = load_or_build_cache(tmp_path / CACHE_FOLDER, teachers, views, VIEWS, 5, 0, CPU, progress=False)
+    assert tuple(cache.read_all()[0].shape) == (36, VIEWS, 3, 3)  # videos, views, teachers, classes
     for index in (0, 17, 35):
         for view in range(VIEWS):
             item = views.load_view(index, views.sample_view(index, epoch=view))
@@ -70,27 +78,28 @@ def test_a_changed_teacher_changes_the_key_and_a_stale_cache_is_refused_or_rebui
     teacher_run, views, tmp_path
 ) -> None:
     teacher = copy_run(teacher_run, tmp_path / "teacher")
-    path = tmp_path / "cache.pt"
+    path = tmp_path / CACHE_FOLDER
     before = TeacherSet([str(teacher)])
-    old = load_or_build_cache(path, before, views, VIEWS, BATCH, 0, torch.device("cpu"), progress=False)
-    assert TeacherCache.load(path, cache_key(before, views, VIEWS)).key == old.key  # a hit: same key, same file
+    old = load_or_build_cache(path, before, views, VIEWS, BATCH, 0, CPU, progress=False)
+    old_logits = old.read_all()[0]
+    assert TeacherCache.open(path, cache_key(before, views, VIEWS)).key == old.key  # a hit: same key, same files
 
     shift_mv_classifier(teacher, 1.0)
     after = TeacherSet([str(teacher)])
     new_key = cache_key(after, views, VIEWS)
     assert new_key != old.key
     with pytest.raises(CheckpointError, match="stale"):
-        TeacherCache.load(path, new_key)
+        TeacherCache.open(path, new_key)
     with pytest.raises(CheckpointError, match="stale"):
-        load_or_build_cache(path, after, views, VIEWS, BATCH, 0, torch.device("cpu"), progress=False,
-                            rebuild_stale=False)
+        load_or_build_cache(path, after, views, VIEWS, BATCH, 0, CPU, progress=False, rebuild_stale=False)
 
-    rebuilt = load_or_build_cache(path, after, views, VIEWS, BATCH, 0, torch.device("cpu"), progress=False)
-    assert rebuilt.key == new_key and TeacherCache.load(path, new_key).key == new_key
+    rebuilt = load_or_build_cache(path, after, views, VIEWS, BATCH, 0, CPU, progress=False)
+    assert rebuilt.key == new_key and TeacherCache.open(path, new_key).key == new_key
+    new_logits = rebuilt.read_all()[0]
     mv = after.names.index(f"{teacher.name}:mv")
-    torch.testing.assert_close(rebuilt.logits[:, :, mv], old.logits[:, :, mv] + 1.0)  # the new teacher's logits
+    torch.testing.assert_close(new_logits[:, :, mv], old_logits[:, :, mv] + 1.0)  # the new teacher's logits
     others = [k for k in range(3) if k != mv]
-    torch.testing.assert_close(rebuilt.logits[:, :, others], old.logits[:, :, others])
+    torch.testing.assert_close(new_logits[:, :, others], old_logits[:, :, others])
 
 
 def test_cached_distillation_runs_teachers_only_to_build_the_cache(teacher_run, tiny, tmp_path, monkeypatch) -> None:
@@ -108,7 +117,7 @@ def test_cached_distillation_runs_teachers_only_to_build_the_cache(teacher_run, 
 
     tiny.train("cached", *cached, "optim.epochs=3")
     assert len(calls) == VIEWS * STEPS_PER_EPOCH and sum(calls) == VIEWS * 36  # the cache, then 3 epochs for free
-    key = torch.load(run / CACHE_FILE, weights_only=True)["key"]
+    key = manifest_key(run)
 
     calls.clear()
     tiny.train("cached", *cached, "optim.epochs=4", resume=True)
@@ -117,7 +126,7 @@ def test_cached_distillation_runs_teachers_only_to_build_the_cache(teacher_run, 
     shift_mv_classifier(teacher, 1.0)
     tiny.train("cached", *cached, "optim.epochs=5", resume=True)
     assert len(calls) == VIEWS * STEPS_PER_EPOCH  # the teachers changed: the run's own cache was rebuilt
-    assert torch.load(run / CACHE_FILE, weights_only=True)["key"] != key
+    assert manifest_key(run) != key
 
 
 def test_cached_and_live_teachers_train_the_same_student(teacher_run, tiny, final_weights) -> None:

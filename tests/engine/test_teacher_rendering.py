@@ -75,7 +75,7 @@ def test_the_teacher_cache_keys_on_the_teachers_renderings(coviar_teacher, tiny)
 
 
 def test_a_frozen_stream_from_a_run_with_other_switches_is_named_at_start(coviar_teacher, tiny):
-    from cvkd.engine.train import frozen_rendering_notes
+    from cvkd.runs.folder import frozen_rendering_notes
     config = tiny.config("paper_like", "model.streams={mv: cnn_tiny, residual: cnn_tiny}",
                          f"model.init={{mv: {coviar_teacher}}}", "model.frozen=[mv]")
     (note,) = frozen_rendering_notes(config)
@@ -130,7 +130,8 @@ def test_rendered_on_the_device_the_teacher_still_reads_its_own_rendering(coviar
 
 
 def test_the_teacher_cache_built_on_the_device_equals_the_workers(coviar_teacher, tiny):
-    from cvkd.engine.teacher_cache import TeacherCache
+    from cvkd.engine.runtime import Runtime
+    from cvkd.engine.teacher_cache import load_or_build_cache
 
     teachers = TeacherSet([str(coviar_teacher)])
     caches = []
@@ -138,5 +139,7 @@ def test_the_teacher_cache_built_on_the_device_equals_the_workers(coviar_teacher
         config = tiny.config("a", "model.streams={mv: cnn_tiny}", f"data.render={render}")
         videos = dataset_split(config.data.root, "train")
         dataset = training_dataset(config, videos, ["mv", "residual"], (1.0, 0.875), teachers)
-        caches.append(TeacherCache.build(teachers, dataset, 1, 8, 0, torch.device("cpu"), progress=False))
-    assert torch.equal(caches[0].logits, caches[1].logits)
+        cache = load_or_build_cache(tiny.output_dir / render, teachers, dataset, 1, 8, 0, Runtime(torch.device("cpu")),
+                                    progress=False)
+        caches.append(cache.read_all()[0])
+    assert torch.equal(caches[0], caches[1])

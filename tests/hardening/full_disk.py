@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from cvkd.codec.encode import EncodeSettings, reencode
-from cvkd.engine.teacher_cache import TeacherCache
 from cvkd.runs.checkpoint import save_checkpoint
 from cvkd.fileio import atomic_write_json
 
@@ -27,8 +26,6 @@ def write(kind: str, target: Path, source: str | None) -> None:
     """Write one large file of `kind` at `target`."""
     if kind == "checkpoint":
         save_checkpoint({"epoch": 1, "model": {"weight": torch.arange(BIG, dtype=torch.float32)}}, target)
-    elif kind == "teacher_cache":
-        TeacherCache(torch.ones(BIG // 64, 1, 1, 64), "key").save(target)
     elif kind == "video":
         reencode(source, target, EncodeSettings(gop=12, width=320, height=240))
     elif kind == "json":

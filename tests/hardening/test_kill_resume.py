@@ -27,7 +27,9 @@ from cvkd.data.synthetic import generate_synthetic
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE
 from cvkd.runs.schema import RunConfig
-from cvkd.engine.train import CACHE_FILE, train
+from cvkd.engine.cache_files import MANIFEST
+from cvkd.engine.teacher_cache import TeacherCache
+from cvkd.engine.train import CACHE_FOLDER, train
 
 SOURCE_SIZE = (320, 240)
 SOURCE_FRAMES = 96
@@ -324,8 +326,9 @@ def test_distill_with_a_teacher_cache_killed_at_several_moments_ends_like_an_uni
 
     assert kills
     assert_same_run(runs / "killed", reference)
-    cached = torch.load(runs / "killed" / CACHE_FILE, weights_only=True)
-    assert torch.equal(cached["logits"], torch.load(reference / CACHE_FILE, weights_only=True)["logits"])
+    key = json.loads((reference / CACHE_FOLDER / MANIFEST).read_text())["key"]
+    killed, whole = (TeacherCache.open(run / CACHE_FOLDER, key).read_all()[0] for run in (runs / "killed", reference))
+    assert torch.equal(killed, whole)
 
 
 def test_a_stray_temporary_checkpoint_is_never_read(synthetic_root, tmp_path) -> None:

@@ -16,6 +16,8 @@ from coviar_files import write_coviar_scores
 from cvkd.cli import main
 from cvkd.config import load_config
 from cvkd.engine import teacher_cache
+from cvkd.engine.cache_files import LOGITS, ShardRange, clear_cache_folder, write_manifest, write_shard_record
+from cvkd.engine.runtime import Runtime
 from cvkd.engine.teacher_cache import TeacherCache, load_or_build_cache
 from cvkd.errors import CheckpointError, CvkdError, StaleCacheError
 from cvkd.models.weights import read_state_dict
@@ -97,13 +99,11 @@ def _torch_payload(path: Path, marker: Path, extra: dict | None = None) -> Path:
     return path
 
 
-@pytest.mark.parametrize("reader", ["teacher cache", "checkpoint", "weights file"])
+@pytest.mark.parametrize("reader", ["checkpoint", "weights file"])
 def test_torch_files_refuse_payload(tmp_path, marker, reader):
     path = _torch_payload(tmp_path / "file.pt", marker, {"format": "x"})
     with pytest.raises(CvkdError) as caught:
-        if reader == "teacher cache":
-            TeacherCache.load(path, "key")
-        elif reader == "checkpoint":
+        if reader == "checkpoint":
             load_checkpoint(path)
         else:
             read_state_dict(path)
@@ -113,22 +113,53 @@ def test_torch_files_refuse_payload(tmp_path, marker, reader):
     assert "weights_only=False" not in message and "trust" not in message and "refused" in message
 
 
-def test_a_poisoned_teacher_cache_is_called_refused_not_stale(tmp_path, marker, monkeypatch, capsys):
-    """A cache the weights-only loader refuses is not "stale": kept (rebuild_stale=False) it is re-raised as it is;
-    otherwise a warning says it was refused as unsafe or unreadable before a new cache replaces it."""
-    path = _torch_payload(tmp_path / "teacher_cache.pt", marker, {"format": "x"})
-    monkeypatch.setattr(teacher_cache, "cache_key", lambda *args: "key")  # no teachers or data: only the file matters
-    with pytest.raises(CheckpointError) as caught:
-        load_or_build_cache(path, None, None, 1, 1, 0, torch.device("cpu"), progress=False, rebuild_stale=False)
-    assert not isinstance(caught.value, StaleCacheError) and "stale" not in str(caught.value)
-    assert "refused" in str(caught.value) and not marker.exists()
+def _teacher_cache(folder: Path, logits: np.ndarray, key: str = "key") -> Path:
+    """A complete teacher cache of one shard whose logits file holds `logits` (any dtype, pickled if object)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shard = ShardRange(0, 1, 0, len(logits))
+    np.save(shard.array_file(folder, LOGITS), logits, allow_pickle=True)
+    write_shard_record(folder, shard, key, [LOGITS])
+    write_manifest(folder, key, [shard], views=logits.shape[1])
+    return shard.array_file(folder, LOGITS)
 
-    rebuilt = TeacherCache(torch.zeros(1, 1, 1, 2), "key")
-    monkeypatch.setattr(TeacherCache, "build", classmethod(lambda cls, *args: rebuilt))
-    cache = load_or_build_cache(path, None, None, 1, 1, 0, torch.device("cpu"), progress=False)
+
+def _poisoned_teacher_cache(folder: Path, marker: Path) -> Path:
+    """A teacher cache whose logits file is a pickled object array carrying the payload."""
+    logits = np.empty((1, 1, 1, 1), dtype=object)
+    logits[0, 0, 0, 0] = Payload(marker)
+    return _teacher_cache(folder, logits)
+
+
+def test_a_teacher_cache_with_code_is_refused_without_running_it(tmp_path, marker):
+    path = _poisoned_teacher_cache(tmp_path / "teacher_cache", marker)
+    with pytest.raises(CheckpointError) as caught:
+        TeacherCache.open(tmp_path / "teacher_cache", "key")
+    message = str(caught.value)
+    assert not marker.exists()
+    assert len(message.splitlines()) == 1 and str(path) in message and "not a readable teacher cache" in message
+
+
+def test_a_poisoned_teacher_cache_is_called_refused_not_stale(tmp_path, marker, monkeypatch, capsys):
+    """A cache the reader refuses is not "stale": kept (rebuild_stale=False) it is re-raised as it is; otherwise a
+    warning says it was refused as unsafe or unreadable before a new cache replaces it."""
+    folder = tmp_path / "teacher_cache"
+    path = _poisoned_teacher_cache(folder, marker)
+    monkeypatch.setattr(teacher_cache, "cache_key", lambda *args: "key")  # no teachers or data: only the files matter
+    cpu = Runtime(torch.device("cpu"))
+    with pytest.raises(CheckpointError) as caught:
+        load_or_build_cache(folder, None, None, 1, 1, 0, cpu, progress=False, rebuild_stale=False)
+    assert not isinstance(caught.value, StaleCacheError) and "stale" not in str(caught.value)
+    assert "not a readable teacher cache" in str(caught.value) and not marker.exists()
+
+    def rebuild(folder, *args, **kwargs):
+        clear_cache_folder(folder)
+        _teacher_cache(folder, np.zeros((1, 1, 1, 2), np.float32))
+
+    monkeypatch.setattr(teacher_cache, "build_cache", rebuild)
+    cache = load_or_build_cache(folder, None, None, 1, 1, 0, cpu, progress=False)
     warning = capsys.readouterr().out.strip()
-    assert cache is rebuilt and TeacherCache.load(path, "key").key == "key" and not marker.exists()
-    assert len(warning.splitlines()) == 1 and "teacher_cache.pt" in warning and "stale" not in warning
+    assert cache.key == "key" and torch.equal(cache.read_all()[0], torch.zeros(1, 1, 1, 2)) and not marker.exists()
+    assert len(warning.splitlines()) == 1 and str(path) in warning and "stale" not in warning
     assert "refused as unsafe or unreadable" in warning, warning
 
 

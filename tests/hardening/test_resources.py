@@ -24,8 +24,6 @@ from cvkd.codec.reader import REPRESENTATIONS, CompressedVideo
 from cvkd.config import load_config
 from cvkd.data.datasets import CompressedVideoDataset
 from cvkd.data.lists import VideoList
-from cvkd.engine.teacher_cache import FORMAT as CACHE_FORMAT
-from cvkd.engine.teacher_cache import TeacherCache
 from cvkd.runs.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from cvkd.runs.checkpoint import load_checkpoint, save_checkpoint
 from cvkd.runs.folder import load_run
@@ -47,10 +45,8 @@ def big_source(tmp_path_factory) -> Path:
 
 def previous_files(folder: Path, clean_clips: dict[str, Path]) -> dict[str, Path]:
     """One existing file of each kind cvkd writes, to be overwritten (small: written before any limit applies)."""
-    targets = {"checkpoint": folder / "last.pt", "teacher_cache": folder / "teacher_cache.pt",
-               "video": folder / "video.mp4", "json": folder / "summary.json"}
+    targets = {"checkpoint": folder / "last.pt", "video": folder / "video.mp4", "json": folder / "summary.json"}
     save_checkpoint({"epoch": 0, "model": {"weight": torch.zeros(4)}}, targets["checkpoint"])
-    TeacherCache(torch.zeros(2, 1, 1, 3), "old").save(targets["teacher_cache"])
     reencode(clean_clips["pan.mp4"], targets["video"], EncodeSettings(gop=GOP, width=64, height=48))
     atomic_write_json(targets["json"], {"epoch": 0})
     return targets
@@ -61,8 +57,8 @@ def assert_refused_in_one_line(message: str, target: Path, reason: str) -> None:
     assert reason in message and f"the previous {target.name} is intact" in message, message
 
 
-ERROR_TYPES = {"checkpoint": "CheckpointError", "teacher_cache": "CheckpointError", "video": "CvkdError",
-               "json": "CvkdError"}
+# the teacher cache is a folder of shards, not one file replaced atomically: tests/engine/test_teacher_cache_shards.py
+ERROR_TYPES = {"checkpoint": "CheckpointError", "video": "CvkdError", "json": "CvkdError"}
 
 
 # -- full disk ----------------------------------------------------------------------------------------------------
@@ -102,8 +98,6 @@ def test_no_space_left_keeps_the_previous_file_and_says_so(kind, tmp_path, clean
     with pytest.raises(CvkdError) as refused:
         if kind == "checkpoint":
             save_checkpoint({"epoch": 1, "model": {"weight": torch.ones(1000)}}, target)
-        elif kind == "teacher_cache":
-            TeacherCache(torch.ones(5, 1, 1, 3), "new").save(target)
         elif kind == "video":
             reencode(clean_clips["square.mp4"], target, EncodeSettings(gop=GOP, width=64, height=48))
         else:
@@ -226,16 +220,14 @@ class _Payload:
 
 
 def crafted_files(folder: Path, marker: Path) -> dict[str, Path]:
-    """A checkpoint and a teacher cache in torch's zip format, a checkpoint in its legacy format and a bare pickle,
-    each carrying the payload where the weights would be."""
-    files = {"zip": folder / "zip.pt", "legacy": folder / "legacy.pt", "pickle": folder / "pickle.pt",
-             "cache": folder / "cache.pt"}
+    """A checkpoint in torch's zip format, in its legacy format and as a bare pickle, each carrying the payload where
+    the weights would be (a teacher cache with code: tests/hardening/test_no_code_from_files.py)."""
+    files = {"zip": folder / "zip.pt", "legacy": folder / "legacy.pt", "pickle": folder / "pickle.pt"}
     checkpoint = {"format": CHECKPOINT_FORMAT, "epoch": 0, "config": {}, "class_names": ["a"],
                   "model": {"weight": _Payload(marker)}}
     torch.save(checkpoint, files["zip"])
     torch.save(checkpoint, files["legacy"], _use_new_zipfile_serialization=False)
     files["pickle"].write_bytes(pickle.dumps(checkpoint, protocol=2))
-    torch.save({"format": CACHE_FORMAT, "key": "k", "logits": _Payload(marker)}, files["cache"])
     return files
 
 
@@ -248,8 +240,6 @@ def test_checkpoints_and_caches_with_code_are_refused_without_running_it(tmp_pat
             with pytest.raises(CheckpointError) as refused:
                 loader(files[name])
             assert str(files[name]) in str(refused.value) and "\n" not in str(refused.value)
-    with pytest.raises(CheckpointError, match="not a readable teacher cache"):
-        TeacherCache.load(files["cache"], "k")
     assert not marker.exists()
 
     torch.load(files["zip"], weights_only=False)  # the control: the payload is live when code may run
