@@ -4,6 +4,7 @@ its size is said before it is built, and `cvkd cache` builds it as a job of its 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import torch
 from cvkd.cli import main
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.lists import VideoList
+from cvkd.engine import cache_files
 from cvkd.engine import runtime as runtime_module
 from cvkd.engine import teacher_cache as teacher_cache_module
 from cvkd.engine.cache_files import MANIFEST, ShardRange, shard_ranges
@@ -104,6 +106,19 @@ def test_the_size_is_said_before_the_build_and_a_full_disk_is_refused_in_one_lin
     assert "\n" not in message and str(tmp_path / "other") in message
     assert "needs 3,888 bytes (0.00 GB)" in message and "1,000 bytes (0.00 GB) free" in message
     assert calls == [] and not (tmp_path / "other" / MANIFEST).exists()  # refused before anything was computed
+
+
+def test_a_disk_that_fills_during_the_build_stops_it_in_one_line(teachers, views, tmp_path, monkeypatch) -> None:
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_files.os, "posix_fallocate", full)
+    with pytest.raises(CheckpointError) as refused:
+        load_or_build_cache(tmp_path / CACHE_FOLDER, teachers, views, VIEWS, BATCH, 0, CPU, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message and "No space left on device" in message, message
+    assert message.startswith(str(tmp_path / CACHE_FOLDER / "shard-0-of-1.logits.npy"))
+    assert not (tmp_path / CACHE_FOLDER / MANIFEST).exists()  # no cache: the next run builds it again
 
 
 def test_the_size_line_counts_the_teachers_maps(teacher_run, tiny, capsys) -> None:

@@ -98,8 +98,9 @@ def write_manifest(folder: Path, key: str, shards: list[ShardRange], views: int)
 def clear_cache_folder(folder: Path) -> None:
     """Remove a previous cache (the manifest first, so that a kill midway leaves no cache rather than a mixed one)."""
     (folder / MANIFEST).unlink(missing_ok=True)
-    for path in folder.glob("shard-*"):
-        path.unlink(missing_ok=True)
+    for pattern in ("shard-*", ".shard-*", ".manifest.*"):  # with the temporary files of killed record writes
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict:
