@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from cvkd.cli import main
-from cvkd.data.datasets import CompressedVideoDataset, make_loader
-from cvkd.data.lists import VideoList
+from cvkd.data.datasets import make_loader
 from cvkd.engine import cache_files
 from cvkd.engine import runtime as runtime_module
 from cvkd.engine import teacher_cache as teacher_cache_module
@@ -30,6 +29,7 @@ from cvkd.engine.teachers import TeacherSet
 from cvkd.engine.train import CACHE_FOLDER
 from cvkd.errors import CheckpointError, ConfigError, StaleCacheError
 from engine.test_ddp import free_port
+from engine.test_teacher_cache import teachers, views  # noqa: F401 - the same module fixtures
 
 CPU = Runtime(torch.device("cpu"))
 VIEWS = 2
@@ -37,19 +37,6 @@ BATCH = 6  # 36 training videos: 6 batches, 3 per process of 2
 # a student whose hints read the teachers' maps: the cache holds logits and every stream teacher's map (pooled 2x2)
 WITH_MAPS = ("model.streams={iframe: cnn_tiny}", "distill.strategy=avg_losses", "distill.hint_weight=1.0",
              "distill.cache=true", f"distill.cache_views={VIEWS}", "distill.cache_map_size=2", f"data.batch_size={BATCH}")
-
-
-@pytest.fixture(scope="module")
-def teachers(teacher_run) -> TeacherSet:
-    """The session teacher's three streams as teachers."""
-    return TeacherSet([str(teacher_run)])
-
-
-@pytest.fixture(scope="module")
-def views(data_root, teachers) -> CompressedVideoDataset:
-    """The training views the teachers see: 2 segments, 48x48 crops, seed 0 (36 videos)."""
-    return CompressedVideoDataset(VideoList.cvkd_dataset(data_root, "train"), teachers.modalities, 2, train=True,
-                                  crop_size=48, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from cvkd.commands.train import add_run_arguments, load_run_config, print_config
+from cvkd.commands.train import add_run_parser, load_run_config, print_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd cache`."""
-    parser = subparsers.add_parser(
-        "cache", help="build the teacher cache of a distillation recipe (cvkd train / distill then reuse it)")
-    add_run_arguments(parser)
-    return parser
+    return add_run_parser(subparsers, "cache",
+                          "build the teacher cache of a distillation recipe (cvkd train / distill then reuse it)")
 
 
 def run(args: argparse.Namespace) -> int:

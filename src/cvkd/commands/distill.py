@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cvkd.commands.train import add_run_arguments, load_run_config, print_config, train_and_report
+from cvkd.commands.train import add_run_parser, load_run_config, print_config, train_and_report
 from cvkd.errors import ConfigError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd distill`."""
-    parser = subparsers.add_parser("distill", help="distil teachers into a student from a YAML recipe")
-    add_run_arguments(parser)
-    return parser
+    return add_run_parser(subparsers, "distill", "distil teachers into a student from a YAML recipe")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,12 @@ CURVES_FILE = "curves.png"
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd train`."""
-    parser = subparsers.add_parser("train", help="train stream networks from a YAML recipe (key=value overrides)")
+    return add_run_parser(subparsers, "train", "train stream networks from a YAML recipe (key=value overrides)")
+
+
+def add_run_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    """Register a command that takes a run's recipe and overrides (`train`, `distill`, `cache`)."""
+    parser = subparsers.add_parser(name, help=help_text)
     add_run_arguments(parser)
     return parser
 
