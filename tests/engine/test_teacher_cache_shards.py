@@ -190,7 +190,7 @@ def test_cvkd_cache_then_train_reuses_the_cache(teacher_run, tiny, capsys, monke
     calls = []
     live = TeacherSet.forward
     monkeypatch.setattr(TeacherSet, "forward", lambda self, sample: calls.append(1) or live(self, sample))
-    assert main(["distill", *overrides, "--no-progress"]) == 0
+    assert main(["train", *overrides, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"{folder}: teacher cache reused (36 videos x 2 views" in out and "teacher cache " + str(folder) not in out
     assert calls == []  # no teacher ran
