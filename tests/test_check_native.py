@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load_benchmark
 from clips import encode_x264, moving_square
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "check_native.py"
 
 
 @pytest.fixture(scope="module")
 def check_native():
-    spec = importlib.util.spec_from_file_location("check_native", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("check_native")
 
 
 @pytest.fixture

@@ -3,28 +3,24 @@ one epoch, small networks), and its one-line refusals of folders it cannot check
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+from benchmark_scripts import load_benchmark
 from clips import encode, pan
 
 from cvkd.config import load_config
 from cvkd.recipes import recipe_path
 from cvkd.runs.schema import RunConfig
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_footage.py"
 SMALL = {"data": {"crop_size": 32, "val_segments": 1, "batch_size": 4},
          "model": {"streams": {"iframe": "cnn_micro", "mv": "cnn_micro", "residual": "cnn_micro"}}}
 
 
 @pytest.fixture(scope="module")
 def real_footage():
-    spec = importlib.util.spec_from_file_location("real_footage", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("real_footage")
 
 
 def write_clips(root: Path, counts: dict[str, int], name: str = "clip{:02d}.mp4") -> Path:
