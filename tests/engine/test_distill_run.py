@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cvkd.engine import train as train_module
+from cvkd.engine import assembly as assembly_module
 from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint
 from cvkd.errors import ConfigError
 
@@ -41,14 +41,14 @@ def distilled(teacher_run, shared_runs):
     hashes_before = file_hashes(teacher_run)
     created = []
 
-    class RecordingTeacherSet(train_module.TeacherSet):
+    class RecordingTeacherSet(assembly_module.TeacherSet):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             created.append(self)
 
     runs = shared_runs("distill")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_module, "TeacherSet", RecordingTeacherSet)
+        patch.setattr(assembly_module, "TeacherSet", RecordingTeacherSet)
         result = runs.train(
             "student", "model.streams={iframe: cnn_tiny, mv: cnn_tiny, residual: cnn_tiny}",
             f"model.init={{mv: {teacher_run}, residual: {teacher_run}}}", "model.frozen=[mv, residual]",

@@ -70,11 +70,55 @@ def test_profile_counts_a_run_at_its_own_crop(tiny, capsys):
 
 def test_checkpoints_follow_the_policy(tiny, monkeypatch):
     """last.pt every checkpoint_every epochs and at the end; best.pt only after a validation (none here: at the end)."""
-    from cvkd.engine import train as train_module
-    written = []
-    real = train_module.save_checkpoint
-    monkeypatch.setattr(train_module, "save_checkpoint", lambda state, path: (written.append((state["epoch"] + 1,
-                                                                                              path.name)),
-                                                                            real(state, path)))
+    written = record_checkpoints(monkeypatch)
     tiny.train("policy", "optim.epochs=5", "optim.checkpoint_every=2", "data.val_split=none")
     assert written == [(2, "last.pt"), (4, "last.pt"), (5, "best.pt"), (5, "last.pt")]
+
+
+def record_checkpoints(monkeypatch) -> list[tuple[int, str]]:
+    """(epoch, file name) of every checkpoint the trainer writes from now on, in order."""
+    from cvkd.runs import records
+    written = []
+    real = records.save_checkpoint
+
+    def save(state, path):
+        written.append((state["epoch"] + 1, path.name))
+        real(state, path)
+
+    monkeypatch.setattr(records, "save_checkpoint", save)
+    return written
+
+
+def test_best_is_written_only_after_a_validation(tiny, monkeypatch):
+    """Validating every 2nd epoch of 5 (and after the last): best.pt can only follow epochs 2, 4 and 5, and only when
+    the validation improved; last.pt follows every epoch."""
+    written = record_checkpoints(monkeypatch)
+    result = tiny.train("validated", "optim.epochs=5", "optim.val_every=2")
+    best = [epoch for epoch, name in written if name == "best.pt"]
+    assert best and set(best) <= {2, 4, 5}
+    assert [epoch for epoch, name in written if name == "last.pt"] == [1, 2, 3, 4, 5]
+    rows = {row["epoch"]: row for row in result.history}
+    assert all("val_top1" in rows[epoch] for epoch in best) and "val_top1" not in rows[1] and "val_top1" not in rows[3]
+
+
+def test_keep_last_leaves_the_newest_snapshots_each_loadable_and_resumable(tiny, final_weights, assert_same_tensors):
+    """optim.keep_last=2 over 4 epochs leaves epoch-0003.pt and epoch-0004.pt; each is last.pt of its epoch: the
+    epoch 3 snapshot, resumed as a run's last.pt, trains to the weights of the uninterrupted run."""
+    from cvkd.runs.checkpoint import LAST, load_checkpoint
+    from cvkd.runs.records import snapshots
+
+    run = tiny.train("kept", "optim.epochs=4", "optim.keep_last=2").run_dir
+    assert [path.name for path in snapshots(run)] == ["epoch-0003.pt", "epoch-0004.pt"]
+    assert [load_checkpoint(path)["epoch"] for path in snapshots(run)] == [2, 3]  # 0-based, as last.pt holds it
+    assert_same_tensors(load_checkpoint(run / "epoch-0004.pt")["model"], final_weights(run))
+
+    resumed = tiny.run_dir("from_snapshot")
+    resumed.mkdir(parents=True)
+    shutil.copyfile(run / "epoch-0003.pt", resumed / LAST)
+    tiny.train("from_snapshot", "optim.epochs=4", resume=True)
+    assert_same_tensors(final_weights(resumed), final_weights(run))
+
+
+def test_keep_last_zero_writes_no_snapshot(tiny):
+    run = tiny.train("unkept", "optim.epochs=2").run_dir
+    assert not list(run.glob("epoch-*.pt"))

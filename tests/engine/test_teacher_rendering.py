@@ -75,7 +75,7 @@ def test_the_teacher_cache_keys_on_the_teachers_renderings(coviar_teacher, tiny)
 
 
 def test_a_frozen_stream_from_a_run_with_other_switches_is_named_at_start(coviar_teacher, tiny):
-    from cvkd.engine.train import frozen_rendering_notes
+    from cvkd.runs.folder import frozen_rendering_notes
     config = tiny.config("paper_like", "model.streams={mv: cnn_tiny, residual: cnn_tiny}",
                          f"model.init={{mv: {coviar_teacher}}}", "model.frozen=[mv]")
     (note,) = frozen_rendering_notes(config)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cvkd.data.datasets import seed_worker
+from cvkd.data.datasets import make_loader, seed_worker
+from cvkd.errors import ConfigError
 
 
 class GlobalBatchSampler(Sampler[int]):
@@ -54,3 +55,17 @@ def make_train_loader(
         worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed), drop_last=True,
         pin_memory=pin_memory,
     )
+
+
+def training_loader(
+    dataset: Dataset, global_batch: int, micro_batch: int, accumulation: int = 1, world_size: int = 1, rank: int = 0,
+    workers: int = 0, seed: int = 0, pin_memory: bool = False,
+) -> DataLoader:
+    """A training run's loader: `make_train_loader`'s global batches under several processes or with accumulation
+    (more global batch than videos refused in one line), else `make_loader`'s shuffled batches (as before)."""
+    if world_size > 1 or accumulation > 1:  # the same global batches for any process count
+        if len(dataset) < global_batch:
+            raise ConfigError(f"data.batch_size={global_batch}: more than the {len(dataset)} training videos")
+        return make_train_loader(dataset, micro_batch, accumulation, world_size, rank, workers, seed, pin_memory)
+    return make_loader(dataset, micro_batch, shuffle=True, workers=workers, seed=seed,
+                       drop_last=len(dataset) > micro_batch, pin_memory=pin_memory)

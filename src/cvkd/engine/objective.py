@@ -11,10 +11,14 @@ from torch import nn
 from cvkd.distill import DistillLoss, DistillStrategy, create_strategy
 from cvkd.distill.context import StepContext, StrategyContext
 from cvkd.distill.features import MultiTeacherHints
+from cvkd.engine.routes import resolve_routes, teacher_routes
+from cvkd.engine.teachers import TeacherSet
 from cvkd.runs.schema import RunConfig
 from cvkd.errors import ConfigError
 from cvkd.modalities import FUSED
 from cvkd.models.coviar import CoViAR
+
+HINTS_KEY = "distill.hint_teachers"
 
 
 class StreamObjective(nn.Module):
@@ -166,6 +170,31 @@ def trainable_streams(config: RunConfig, model: CoViAR) -> tuple[str, ...]:
     if not trainable:
         raise ConfigError("every stream is frozen (model.frozen): nothing to train")
     return trainable
+
+
+def assemble_objective(
+    config: RunConfig, model: CoViAR, teachers: TeacherSet | None, batch_size: int | None = None,
+) -> StreamObjective:
+    """What a step optimises, assembled in one place: the trainable streams with their strategies, routed to the
+    teachers each output learns from (cvkd.engine.routes), and their feature hints (`batch_size`: the per-process
+    batch, for strategies whose parts are sized by it)."""
+    distill = config.distill
+    trainable = trainable_streams(config, model)
+    teacher_dims = teachers.map_channels() if teachers else []
+    refs = teachers.teachers if teachers else []
+    routes = resolve_routes(distill.stream_teachers, refs, trainable)
+    heads = teachers.heads() if teachers else None
+    strategies = build_strategies(config, model, trainable, teacher_dims, routes, heads, batch_size)
+    hinting = tuple(range(len(refs)))
+    if distill.hint_teachers and refs:
+        hinting = teacher_routes({HINTS_KEY: distill.hint_teachers}, refs, [HINTS_KEY])[HINTS_KEY]
+    hints = build_hints(config, model, trainable, teacher_dims, hinting)
+    objective = StreamObjective(model, trainable, strategies, routes, normalise_fused=distill.normalise_fused,
+                                hints=hints, hint_weight=distill.hint_weight)
+    if config.optim.grad_accumulation > 1 and objective.meta_outputs:
+        raise ConfigError(f"optim.grad_accumulation > 1 with distill.strategy={distill.strategy}: its own step "
+                          "(after each student step) reads one batch; train it with optim.grad_accumulation=1")
+    return objective
 
 
 def build_strategies(

@@ -13,46 +13,31 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cvkd.config import config_to_dict, save_config
-from cvkd.data.batches import make_train_loader
-from cvkd.data.datasets import CompressedVideoDataset, make_loader
-from cvkd.data.transforms import crop_scales
-from cvkd.data.folder import dataset_split
-from cvkd.modalities import resolve_fusion_weights
-from cvkd.scores.fusion import search_weights
-from cvkd.engine.teacher_cache import TeacherCache, load_or_build_cache
-from cvkd.engine.routes import resolve_routes, teacher_routes
-from cvkd.engine.teachers import TeacherSet
-from cvkd.runs.checkpoint import BEST, LAST, load_checkpoint, load_state_dict_strict, save_checkpoint
+from cvkd.config import config_to_dict
+from cvkd.engine.assembly import RunParts, build_run, training_dataset
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
-from cvkd.scores.metrics import top_k_accuracy
-from cvkd.engine.objective import (
-    StreamObjective,
-    build_hints,
-    build_optimizer,
-    build_strategies,
-    set_learning_rate,
-    trainable_streams,
-)
-from cvkd.runs.folder import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, build_model, load_run, run_dir, saved_config
-from cvkd.runs.tensorboard import open_tensorboard
+from cvkd.engine.objective import set_learning_rate
 from cvkd.engine.runtime import (
-    Runtime, all_agree, all_reduce_sum, autocast, barrier, compile_failure, compile_streams, seed_everything,
-    start_runtime, stop_runtime, to_channels_last, training_precision, uses_grad_scaler,
+    Runtime, all_agree, all_reduce_sum, autocast, barrier, compile_failure, seed_everything, start_runtime,
+    stop_runtime, to_channels_last,
+)
+from cvkd.engine.teacher_cache import load_or_build_cache
+from cvkd.errors import TrainingError
+from cvkd.modalities import resolve_fusion_weights
+from cvkd.runs.checkpoint import LAST, load_state_dict_strict
+from cvkd.runs.folder import SUMMARY_FILE
+from cvkd.runs.records import (
+    prepare_run_folder, read_resume_state, write_best, write_config, write_last, write_records,
 )
 from cvkd.runs.schema import RunConfig
-from cvkd.runs.validate import micro_batch_size, validate_run_config
-from cvkd.data.lists import VideoList, flip_warning, missing_videos
-from cvkd.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from cvkd.fileio import atomic_write_json, atomic_write_text, make_folder, remove_leftovers
-from cvkd.models.coviar import CoViAR
+from cvkd.runs.tensorboard import open_tensorboard
+from cvkd.runs.validate import validate_run_config
+from cvkd.scores.fusion import search_weights
+from cvkd.scores.metrics import top_k_accuracy
 
 CACHE_FOLDER = "teacher_cache"  # the teacher cache's shards (cvkd.engine.cache_files)
-RESUME_ONLY = ("optimizer", "scaler", "history")  # kept in last.pt for --resume, left out of best.pt (a third the size)
-HINTS_KEY = "distill.hint_teachers"
 
 
 @dataclass
@@ -64,27 +49,6 @@ class TrainResult:
     epochs: int
     best_val_top1: float | None
     history: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class RunParts:
-    """What one run trains with, built once by `build_run`: data, model, teachers, objective, optimiser (and cache)."""
-
-    config: RunConfig
-    runtime: Runtime
-    out: Path
-    class_names: tuple[str, ...]
-    teachers: TeacherSet | None
-    model: CoViAR
-    objective: StreamObjective
-    step_module: nn.Module  # the objective, or its DDP wrapper
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    train_set: CompressedVideoDataset
-    train_loader: DataLoader
-    val_loader: DataLoader | None
-    progress: bool
-    cache: TeacherCache | None = None  # set by `attach_cache` once the run folder exists
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -100,185 +64,6 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         raise TrainingError(f"{config.name}: {line}") from None
     finally:
         stop_runtime(runtime)
-
-
-def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> RunParts:
-    """Build every part of a run (nothing is written to its folder yet)."""
-    train_list = dataset_split(config.data.root, config.data.train_split)
-    if train_list is None:
-        raise DatasetError(f"{config.data.root}: no {config.data.train_split}.csv")
-    class_names = tuple(train_list.classes)
-    _check_every_class_has_videos(train_list, config.data.allow_empty_classes)
-    val_list = dataset_split(config.data.root, config.data.val_split)
-
-    teachers = _load_teachers(config, runtime, class_names)
-    seed_everything(config.seed)  # the same seed gives the same initial weights (and strategy parameters)
-    model = build_model(config, len(class_names)).to(runtime.device)
-    _initialise_streams(config, model, class_names)
-    trainable = trainable_streams(config, model)
-    per_process_batch = micro_batch_size(config, runtime.world_size)  # one line if the global batch does not divide
-    objective = build_objective(config, model, trainable, teachers, per_process_batch).to(runtime.device)
-    if config.optim.grad_accumulation > 1 and objective.meta_outputs:
-        raise ConfigError(f"optim.grad_accumulation > 1 with distill.strategy={config.distill.strategy}: its own step "
-                          "(after each student step) reads one batch; train it with optim.grad_accumulation=1")
-    for modality in config.model.frozen:
-        model.streams[modality].requires_grad_(False)
-    if runtime.device.type == "cuda" and config.channels_last:
-        model.to(memory_format=torch.channels_last)
-        if teachers is not None:
-            teachers.to(memory_format=torch.channels_last)
-    if config.compile:
-        compile_streams([model.streams[m] for m in trainable], config.compile_backend)
-    if runtime.device.type == "cuda":
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark
-    optimizer = build_optimizer(config, objective)
-    scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(runtime.device, config.amp, config.amp_dtype))
-    step_module: nn.Module = objective
-    if runtime.distributed:
-        if objective.meta_state_names():  # trained by a strategy's own step, kept equal across processes by it
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(objective, objective.meta_state_names())
-        step_module = DistributedDataParallel(
-            objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
-        )
-
-    # One crop serves every modality of a sample, so the crop scales are those all of them allow (also when the
-    # teachers' inputs come from a cache: the cached views must be the views the student sees), or with
-    # data.crop_scales "student" those of the trained streams (teachers score any crop).
-    teacher_modalities = set(teachers.modalities) if teachers else set()
-    scales = crop_scales(trainable, sorted(teacher_modalities), config.data.crop_scales)
-    live_teachers = teachers is not None and not config.distill.cache
-    modalities = set(trainable) | (teacher_modalities if live_teachers else set())
-    data = config.data
-    train_set = training_dataset(config, train_list, sorted(modalities), scales, teachers if live_teachers else None)
-    if runtime.is_main:
-        for note in (teachers.rendering_notes(config.data.rendering(train=True)) if teachers else []):
-            tqdm.write(note)
-        for note in frozen_rendering_notes(config):
-            tqdm.write(note)
-        mapped = [name for pair in config.data.flip_label_map.items() for name in pair]
-        warning = flip_warning(class_names, config.data.flip, mapped)
-        if warning:
-            tqdm.write(warning)
-    left_out = len(train_set) % data.batch_size if len(train_set) > data.batch_size else 0
-    if left_out and runtime.is_main:
-        tqdm.write(f"note: {len(train_set)} training videos in batches of {data.batch_size}: {left_out} of each "
-                   "epoch's shuffled order are left out (whole batches only; a different few every epoch)")
-    pin = runtime.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are asynchronous
-    if runtime.distributed or config.optim.grad_accumulation > 1:  # the same global batches for any process count
-        if len(train_set) < data.batch_size:
-            raise ConfigError(f"data.batch_size={data.batch_size}: more than the {len(train_set)} training videos")
-        train_loader = make_train_loader(train_set, per_process_batch, config.optim.grad_accumulation,
-                                         runtime.world_size, runtime.rank, data.workers, config.seed, pin)
-    else:
-        train_loader = make_loader(train_set, per_process_batch, shuffle=True, workers=data.workers, seed=config.seed,
-                                   drop_last=len(train_set) > per_process_batch, pin_memory=pin)
-    val_loader = None
-    if val_list is not None and len(val_list):
-        val_set = CompressedVideoDataset(
-            val_list, model.modalities, data.val_segments, train=False, crop_size=data.crop_size,
-            accumulate=data.accumulate, seed=config.seed, rendering=data.rendering(train=False), render=data.render,
-        )
-        val_loader = make_loader(val_set, per_process_batch, shuffle=False, workers=data.workers,
-                                 distributed=runtime.distributed, pin_memory=pin)
-    return RunParts(
-        config=config, runtime=runtime, out=run_dir(config), class_names=class_names, teachers=teachers, model=model,
-        objective=objective, step_module=step_module, optimizer=optimizer, scaler=scaler, train_set=train_set,
-        train_loader=train_loader, val_loader=val_loader, progress=progress and runtime.is_main,
-    )
-
-
-def _check_every_class_has_videos(train_list: VideoList, allowed: bool) -> None:
-    """A class without one training video on disk is refused (a model would learn never to predict it), unless
-    data.allow_empty_classes says so; then a warning line names them."""
-    missing = set(missing_videos(train_list))
-    present = {label for relative, label in train_list if relative not in missing}
-    empty = [name for label, name in enumerate(train_list.classes) if label not in present]
-    if not empty:
-        return
-    listed = ", ".join(empty[:4]) + (f" and {len(empty) - 4} more" if len(empty) > 4 else "")
-    if not allowed:
-        raise DatasetError(f"{train_list.root}: class(es) {listed} have no training video on disk; add videos, or "
-                           "set data.allow_empty_classes=true to train without them (recorded in the run)")
-    tqdm.write(f"warning: class(es) {listed} have no training video on disk (data.allow_empty_classes)")
-
-
-def training_dataset(
-    config: RunConfig, video_list: VideoList, modalities: list[str], scales: tuple[float, ...],
-    teachers: TeacherSet | None = None,
-) -> CompressedVideoDataset:
-    """A training dataset drawing the run's views (seed, segments, crop size, scales) for `modalities`, with the
-    teachers' own renderings of the same views when theirs differ from the run's."""
-    data = config.data
-    rendering = data.rendering(train=True)
-    extra = teachers.renderings(rendering) if teachers is not None else {}
-    return CompressedVideoDataset(
-        video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
-        seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=rendering, extra_renderings=extra,
-        flip_labels=data.flip_labels(tuple(video_list.classes)) if data.flip else None, render=data.render,
-    )
-
-
-def frozen_rendering_notes(config: RunConfig) -> list[str]:
-    """One line per frozen stream copied from a run trained with other MV switches than this run renders with (its
-    inputs are this run's rendering: give the run its source's data.mv_resize and data.outside)."""
-    notes = []
-    for modality in config.model.frozen:
-        source = config.model.init.get(modality)
-        saved = saved_config(source) if source else None
-        if saved is None:
-            continue
-        own = saved.data
-        if (own.mv_resize, own.outside) != (config.data.mv_resize, config.data.outside):
-            notes.append(f"note: frozen stream {modality} comes from {source}, trained with data.mv_resize="
-                         f"{own.mv_resize}, data.outside={own.outside}; this run feeds it {config.data.mv_resize}, "
-                         f"{config.data.outside} (set this run's data.mv_resize and data.outside to match)")
-    return notes
-
-
-def build_objective(
-    config: RunConfig, model: CoViAR, trainable: tuple[str, ...], teachers: TeacherSet | None,
-    batch_size: int | None = None,
-) -> StreamObjective:
-    """The trainable streams with their strategies, routed to the teachers each output learns from, and their hints
-    (`batch_size`: the per-process batch, for strategies whose parts are sized by it)."""
-    distill = config.distill
-    teacher_dims = teachers.map_channels() if teachers else []
-    refs = teachers.teachers if teachers else []
-    routes = resolve_routes(distill.stream_teachers, refs, trainable)
-    heads = teachers.heads() if teachers else None
-    strategies = build_strategies(config, model, trainable, teacher_dims, routes, heads, batch_size)
-    hinting = tuple(range(len(refs)))
-    if distill.hint_teachers and refs:
-        hinting = teacher_routes({HINTS_KEY: distill.hint_teachers}, refs, [HINTS_KEY])[HINTS_KEY]
-    hints = build_hints(config, model, trainable, teacher_dims, hinting)
-    return StreamObjective(model, trainable, strategies, routes, normalise_fused=distill.normalise_fused,
-                           hints=hints, hint_weight=distill.hint_weight)
-
-
-def _load_teachers(config: RunConfig, runtime: Runtime, class_names: tuple[str, ...]) -> TeacherSet | None:
-    distill = config.distill
-    if not distill.teachers:
-        return None
-    precision = distill.teacher_precision
-    if precision == "auto":  # the training's own precision
-        precision = training_precision(runtime.device, config.amp, config.amp_dtype)
-    teachers = TeacherSet(distill.teachers, runtime.device, precision,
-                          normalise_fused=distill.normalise_fused)
-    teachers.check_compatible(class_names)
-    return teachers
-
-
-def _initialise_streams(config: RunConfig, model: CoViAR, class_names: tuple[str, ...]) -> None:
-    """Copy streams named in `model.init` from other runs (e.g. the teachers' own MV and residual nets)."""
-    for modality, source in config.model.init.items():
-        if modality not in model.modalities:
-            raise ConfigError(f"model.init names {modality!r}, which is not a stream of the model")
-        donor = load_run(source)
-        if modality not in donor.model.modalities:
-            raise ConfigError(f"model.init.{modality}: {source} has no {modality} stream ({list(donor.model.modalities)})")
-        if tuple(donor.class_names) != class_names:
-            raise ConfigError(f"model.init.{modality}: {source} was trained on other classes")
-        load_state_dict_strict(model.streams[modality], donor.model.streams[modality].state_dict(), donor.checkpoint)
 
 
 def attach_cache(parts: RunParts) -> None:
@@ -367,12 +152,10 @@ class _Trainer:
 
     def _resume(self) -> None:
         parts = self.parts
-        path = self.out / LAST
-        if not path.is_file():
+        state = read_resume_state(self.out, config_to_dict(self.config))
+        if state is None:
             return
-        state = load_checkpoint(path)
-        if state.get("config", {}).get("model") != config_to_dict(self.config)["model"]:
-            raise CheckpointError(f"{path}: was written for another model; use another run name or delete the folder")
+        path = self.out / LAST
         load_state_dict_strict(parts.model, state["model"], path)
         load_state_dict_strict(parts.objective.strategies, state["strategies"], path)
         load_state_dict_strict(parts.objective.hints, state.get("hints", {}), path)
@@ -387,16 +170,12 @@ class _Trainer:
         config, parts = self.config, self.parts
         self.board = open_tensorboard(config.log.tensorboard, self.out, self.runtime.is_main)  # the extra, or one line
         if self.runtime.is_main:
-            make_folder(self.out)
-            if not resume and (self.out / LAST).exists():
-                raise CheckpointError(f"{self.out}: run folder already holds checkpoints; resume it or use another name")
-            for name in (LAST, BEST, LOG_FILE, SUMMARY_FILE, CONFIG_FILE):  # debris of writes a kill interrupted
-                remove_leftovers(self.out / name)
+            prepare_run_folder(self.out, resume)
         check_shared_folder(self.out, self.runtime)  # before resuming: every rank must read the same last.pt
         if resume:
             self._resume()  # before writing config.yaml: a refused resume leaves the run folder as it was
         if self.runtime.is_main:
-            save_config(config, self.out / CONFIG_FILE)
+            write_config(self.out, config)
             if self.history:  # a kill between last.pt and the log left them one epoch apart: the checkpoint's rows
                 self._write_records(self.start_epoch - 1, self.history[-1])
         barrier(self.runtime)
@@ -527,12 +306,13 @@ class _Trainer:
             "best_val": self.best_val,
             "history": [json.dumps(r) for r in self.history],
         }
-        last_epoch = epoch + 1 == self.config.optim.epochs
+        optim = self.config.optim
+        last_epoch = epoch + 1 == optim.epochs
         if improved or (parts.val_loader is None and last_epoch):  # best.pt only from a validation (or the end)
-            save_checkpoint({key: value for key, value in state.items() if key not in RESUME_ONLY}, self.out / BEST)
-        if not (last_epoch or improved or (epoch + 1) % self.config.optim.checkpoint_every == 0):
+            write_best(self.out, state)
+        if not (last_epoch or improved or (epoch + 1) % optim.checkpoint_every == 0):
             return  # no checkpoint this epoch: log and summary stay with the last one, so a resume agrees with them
-        save_checkpoint(state, self.out / LAST)
+        write_last(self.out, state, optim.keep_last)
         self._write_records(epoch, row)
         if self.board is not None:
             self.board.write(self.history)  # the same rows, as TensorBoard scalars
@@ -541,12 +321,11 @@ class _Trainer:
 
     def _write_records(self, epoch: int, row: dict) -> None:
         """log.jsonl and summary.json as of the checkpoint of `epoch` (its last row `row`)."""
-        parts = self.parts
-        atomic_write_text(self.out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
-        atomic_write_json(self.out / SUMMARY_FILE, {
-            "name": self.config.name, "epochs_done": epoch + 1, "epochs": self.config.optim.epochs,
-            "best_val_top1": self.best_val, "last": row, "streams": dict(self.config.model.streams),
-            "teachers": parts.teachers.names if parts.teachers else [], "strategy": self.config.distill.strategy,
+        parts, config = self.parts, self.config
+        write_records(self.out, self.history, {
+            "name": config.name, "epochs_done": epoch + 1, "epochs": config.optim.epochs,
+            "best_val_top1": self.best_val, "last": row, "streams": dict(config.model.streams),
+            "teachers": parts.teachers.names if parts.teachers else [], "strategy": config.distill.strategy,
         })
 
 

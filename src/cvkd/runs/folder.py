@@ -13,7 +13,7 @@ from cvkd.config import config_from_dict, load_config
 from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
 from cvkd.runs.schema import RunConfig
 from cvkd.fileio import update_digest
-from cvkd.errors import CheckpointError, CvkdError
+from cvkd.errors import CheckpointError, ConfigError, CvkdError
 from cvkd.modalities import resolve_fusion_weights
 from cvkd.models.coviar import CoViAR, build_coviar
 from cvkd.models.multimodal import check_whole_stream_options, share_trunk
@@ -67,6 +67,44 @@ def build_model(config: RunConfig, num_classes: int, pretrained: bool = True) ->
         model = share_trunk(model)
         check_whole_stream_options(model, model_cfg.frozen, model_cfg.init)
     return model
+
+
+def build_student(config: RunConfig, class_names: tuple[str, ...], device: torch.device) -> CoViAR:
+    """A run's model as its training starts, on `device`: built (random or `model.pretrained`), the streams
+    `model.init` names copied from other runs, those `model.frozen` names frozen."""
+    model = build_model(config, len(class_names)).to(device)
+    unknown = sorted(set(config.model.frozen) - set(model.modalities))
+    if unknown:
+        raise ConfigError(f"model.frozen names {unknown}, which are not streams of the model {list(model.modalities)}")
+    for modality, source in config.model.init.items():
+        if modality not in model.modalities:
+            raise ConfigError(f"model.init names {modality!r}, which is not a stream of the model")
+        donor = load_run(source)
+        if modality not in donor.model.modalities:
+            raise ConfigError(f"model.init.{modality}: {source} has no {modality} stream ({list(donor.model.modalities)})")
+        if tuple(donor.class_names) != class_names:
+            raise ConfigError(f"model.init.{modality}: {source} was trained on other classes")
+        load_state_dict_strict(model.streams[modality], donor.model.streams[modality].state_dict(), donor.checkpoint)
+    for modality in config.model.frozen:
+        model.streams[modality].requires_grad_(False)
+    return model
+
+
+def frozen_rendering_notes(config: RunConfig) -> list[str]:
+    """One line per frozen stream copied from a run trained with other MV switches than this run renders with (its
+    inputs are this run's rendering: give the run its source's data.mv_resize and data.outside)."""
+    notes = []
+    for modality in config.model.frozen:
+        source = config.model.init.get(modality)
+        saved = saved_config(source) if source else None
+        if saved is None:
+            continue
+        own = saved.data
+        if (own.mv_resize, own.outside) != (config.data.mv_resize, config.data.outside):
+            notes.append(f"note: frozen stream {modality} comes from {source}, trained with data.mv_resize="
+                         f"{own.mv_resize}, data.outside={own.outside}; this run feeds it {config.data.mv_resize}, "
+                         f"{config.data.outside} (set this run's data.mv_resize and data.outside to match)")
+    return notes
 
 
 def saved_config(run_or_checkpoint: str | os.PathLike) -> RunConfig | None:

@@ -114,6 +114,9 @@ class OptimConfig:
     # the last epoch; a killed run resumes from the last one written. best.pt is written only after a validation
     # that improved (without a validation split: after the last epoch)
     checkpoint_every: int = 1
+    # also keep each last.pt written as epoch-NNNN.pt in the run folder, only the newest K of them (older ones are
+    # deleted once the new one is on disk); 0 keeps none
+    keep_last: int = 0
     lr_steps: list[int] = field(default_factory=list)  # epochs at which the learning rate is multiplied by lr_decay
     lr_decay: float = 0.1  # multiplier applied at each of lr_steps
     weight_decay: float = 1e-4  # Adam's L2 weight decay

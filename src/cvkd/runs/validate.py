@@ -90,6 +90,7 @@ def validate_run_config(config: RunConfig, memory: int | None = None) -> RunConf
     _integer("optim.epochs", optim.epochs, 1)
     _integer("optim.val_every", optim.val_every, 1)
     _integer("optim.checkpoint_every", optim.checkpoint_every, 1)
+    _integer("optim.keep_last", optim.keep_last, 0)
     _integer("optim.grad_accumulation", optim.grad_accumulation, 1)
     if optim.lr_scaling != "none":
         _integer("optim.lr_reference_batch", optim.lr_reference_batch, 1)
