@@ -38,7 +38,7 @@ from scenes import FPS, HEIGHT, SCENES, WIDTH
 
 from cvkd.codec.encode import EncodeSettings, encode_rgb_frames, reencode
 from cvkd.codec.index import VideoIndex, index_video
-from cvkd.codec.motion import MotionTrace, block_motion, residual
+from cvkd.codec.motion import MotionTrace, block_motion
 from cvkd.codec.reader import CompressedVideo
 from cvkd.errors import CvkdError
 
@@ -110,7 +110,7 @@ def coviar_sample(path: Path, index: VideoIndex, frames: Sequence[int]) -> list[
                 if number == frame:
                     target = reformatter.reformat(decoded, format="rgb24").to_ndarray()
                     break
-        out.append({"iframe": iframe, "mv": trace.motion(), "residual": residual(target, trace.warp(iframe))})
+        out.append({"iframe": iframe, "mv": trace.motion(), "residual": trace.residual(target, iframe)})
     return out
 
 

@@ -15,7 +15,7 @@ from cvkd.codec.index import (
     VideoIndex, decode_packets, first_video_stream, index_video, open_video, packets_from_start,
 )
 from cvkd.codec.capabilities import codec_capabilities
-from cvkd.codec.motion import OUTSIDE_RULES, BlockMotion, MotionTrace, block_motion, reference_errors, residual
+from cvkd.codec.motion import OUTSIDE_RULES, BlockMotion, MotionTrace, block_motion, reference_errors
 from cvkd.codec.support import unsupported_reason
 from cvkd.errors import UnsupportedVideoError, VideoError
 from cvkd.modalities import SPECS
@@ -249,9 +249,7 @@ class CompressedVideo:
         accumulate: bool,
     ) -> dict[tuple[str, int, int], np.ndarray]:
         """Follow the motion frame by frame (all decoding done: the trace stays in cache) and build mv / residual."""
-        height, width = self.height, self.width
         trace = self._reset_trace()
-        prediction = np.empty((height, width, 3), np.uint8) if wanted.get("residual") else None  # only residuals kept
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position, blocks in enumerate(motions):
             if position > 0:
@@ -259,7 +257,7 @@ class CompressedVideo:
                     trace.reset()
                 trace.follow(block_motion(blocks))
             reference = rgb.get(0 if accumulate or position == 0 else position - 1)  # decoded if a residual needs it
-            out.update(self._trace_arrays(gop, position, wanted, rgb, reference, prediction))
+            out.update(self._trace_arrays(gop, position, wanted, rgb, reference))
         return out
 
     def _trace_two_way(
@@ -284,11 +282,10 @@ class CompressedVideo:
                 future = self._by_reference(position, block_motion(motions[position], +1, True), maps, luma, +1)
                 trace.follow_both_ways(past, future)
                 maps[position] = trace.source.copy()
-        prediction = np.empty((self.height, self.width, 3), np.uint8) if wanted.get("residual") else None
         out: dict[tuple[str, int, int], np.ndarray] = {}
         for position in asked:
             np.copyto(trace.source, maps[position])
-            out.update(self._trace_arrays(gop, position, wanted, rgb, rgb.get(0), prediction))
+            out.update(self._trace_arrays(gop, position, wanted, rgb, rgb.get(0)))
         return out
 
     def _by_reference(
@@ -317,7 +314,7 @@ class CompressedVideo:
 
     def _trace_arrays(
         self, gop: int, position: int, wanted: dict[str, set[int]], rgb: dict[int, np.ndarray],
-        reference: np.ndarray | None, prediction: np.ndarray | None,
+        reference: np.ndarray | None,
     ) -> dict[tuple[str, int, int], np.ndarray]:
         """The mv / residual asked for at `position`, from the trace's current map into `reference`."""
         height, width = self.height, self.width
@@ -328,7 +325,7 @@ class CompressedVideo:
             if position == 0:
                 out[("residual", gop, 0)] = np.zeros((height, width, 3), np.int16)
             else:
-                out[("residual", gop, position)] = residual(rgb[position], self._trace.warp(reference, prediction))
+                out[("residual", gop, position)] = self._trace.residual(rgb[position], reference)
         return out
 
     def _frames_of_gop(self, gop: int, last_position: int) -> Iterator[av.VideoFrame]:
