@@ -16,8 +16,10 @@ Target: (a) <= 1.5x (b) on both clips.
 Whole clip, when `motion-vector-extractor` (PyPI; optional, never a dependency) is importable:
   (d) cvkd: dense accumulated MV of every P-frame, GOP by GOP;  (e) mv-extractor: raw block vectors of every frame;
   (f) cvkd: I-frame + accumulated MV + residual of every frame;   (g) mv-extractor: vectors + BGR frames.
-Targets: (d) <= 1.5x (e), (f) <= 2x (g). mv-extractor runs FFmpeg's own threads; cvkd runs single-threaded.
-Medians (after a warm-up); methods run in rotating order per sample so load drifts hit all alike.
+Targets: (d) <= 1.5x (e), (f) <= 2x (g). mv-extractor runs FFmpeg's own threads; so does cvkd for whole clips
+(`--clip-threads`, default 0: FFmpeg's choice; training samples are always single-threaded, as in a loader worker).
+Medians (after a warm-up); methods run in rotating order per sample so load drifts hit all alike. `--cpu-time` times
+the training samples by process CPU time (on a machine shared with other work); whole clips are always wall time.
 """
 
 from __future__ import annotations
@@ -154,11 +156,11 @@ def mvextractor_available() -> bool:
 
 
 # -- timing ------------------------------------------------------------------------------------------------------------
-def time_ms(call: Callable[[], object]) -> float:
-    """Wall time of one call in milliseconds."""
-    start = time.perf_counter()
+def time_ms(call: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Time of one call in milliseconds on `clock` (wall time by default)."""
+    start = clock()
     call()
-    return (time.perf_counter() - start) * 1e3
+    return (clock() - start) * 1e3
 
 
 def time_rotating(methods: dict[str, Callable[[], object]], rounds: int, warmup: int) -> dict[str, float]:
@@ -210,13 +212,14 @@ def bench_clip(name: str, path: Path, args: argparse.Namespace) -> dict[str, flo
         for number, frames in enumerate(samples):
             shift = number % len(names)
             for method in names[shift:] + names[:shift]:
-                elapsed = time_ms(lambda: sample_methods[method](frames))
+                elapsed = time_ms(lambda: sample_methods[method](frames), args.sample_clock)
                 if number >= args.warmup:
                     times[method].append(elapsed)
         floor.close()
         medians = {method: statistics.median(values) for method, values in times.items()}
+        clock = "CPU" if args.cpu_time else "wall"
         print(f"\n{name}: {index.num_frames} frames, one training sample ({SEGMENTS} segments: I-frame + MV + residual), "
-              f"median ms over {args.repeats} samples")
+              f"median {clock} ms over {args.repeats} samples (load average now {os.getloadavg()[0]:.1f})")
         for method, value in medians.items():
             print(f"  {method:<24} {value:8.1f}")
         ratios["sample"] = medians["(a) cvkd load_many"] / medians["(b) floor"]
@@ -224,17 +227,21 @@ def bench_clip(name: str, path: Path, args: argparse.Namespace) -> dict[str, flo
         if args.coviar:
             print(f"  c/a = {medians['(c) CoViAR re-decode'] / medians['(a) cvkd load_many']:.2f}")
         if mvextractor_available():
+            threads = {} if args.clip_threads == 1 else {"decode_threads": args.clip_threads}
+            clip_video = CompressedVideo(path, index, **threads)
             whole = time_rotating(
                 {
-                    "(d) cvkd MV of every P-frame": lambda: cvkd_whole_clip(video, ["mv"], skip_iframes=True),
+                    "(d) cvkd MV of every P-frame": lambda: cvkd_whole_clip(clip_video, ["mv"], skip_iframes=True),
                     "(e) mv-extractor vectors": lambda: mvextractor_whole_clip(path, with_frames=False),
-                    "(f) cvkd I + MV + residual": lambda: cvkd_whole_clip(video, REPRESENTATIONS, skip_iframes=False),
+                    "(f) cvkd I + MV + residual": lambda: cvkd_whole_clip(clip_video, REPRESENTATIONS, skip_iframes=False),
                     "(g) mv-extractor vectors + frames": lambda: mvextractor_whole_clip(path, with_frames=True),
                 },
                 rounds=args.clip_rounds,
                 warmup=1,
             )
-            print(f"  whole clip, median ms over {args.clip_rounds} reads:")
+            clip_video.close()
+            print(f"  whole clip, median wall ms over {args.clip_rounds} reads (cvkd decoding with "
+                  f"{'FFmpeg' + chr(39) + 's choice of' if args.clip_threads == 0 else args.clip_threads} thread(s)):")
             for method, value in whole.items():
                 print(f"  {method:<34} {value:8.1f}")
             ratios["mv"] = whole["(d) cvkd MV of every P-frame"] / whole["(e) mv-extractor vectors"]
@@ -257,7 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--video", action="append", default=[], type=Path,
                         help="real footage to add, re-encoded first as `cvkd prepare` does (repeatable)")
     parser.add_argument("--no-synthetic", action="store_true", help="leave out the two drawn clips")
+    parser.add_argument("--clip-threads", type=int, default=0,
+                        help="FFmpeg decoding threads of cvkd's whole-clip reads (CompressedVideo decode_threads; "
+                             "default 0: FFmpeg's choice, as mv-extractor; 1: none, as before it existed)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time training samples by process CPU time (both sides run in this one thread), "
+                             "whole clips still by wall time (mv-extractor decodes with FFmpeg's threads)")
     args = parser.parse_args(argv)
+    args.sample_clock = time.process_time if args.cpu_time else time.perf_counter
     if args.repeats < 1 or args.warmup < 0 or args.clip_rounds < 1:
         parser.error("--repeats and --clip-rounds must be >= 1 and --warmup >= 0")
     print(machine_description())

@@ -56,11 +56,14 @@ class CompressedVideo:
     only.
     `outside` is the rule for a source position outside the frame: "clamp" (default) or "keep" (CoViAR's).
     `match_references=False` skips the reference search and assumes the nearest reference (faster, less exact).
+    `decode_threads` is how many threads FFmpeg decodes with: 1 (default) decodes in the calling thread, as a process
+    that may be forked (a data-loader worker) must; more, or 0 for FFmpeg's own choice, suits reading whole clips in
+    one process (the arrays are the same).
     """
 
     def __init__(
         self, path: str | os.PathLike, index: VideoIndex | None = None, outside: str = "clamp",
-        match_references: bool = True,
+        match_references: bool = True, decode_threads: int = 1,
     ) -> None:
         self.path = os.fspath(path)
         self.index = index or index_video(self.path)
@@ -69,7 +72,9 @@ class CompressedVideo:
             raise UnsupportedVideoError(self.path, reason)
         if outside not in OUTSIDE_RULES:
             raise ValueError(f"unknown outside-frame rule {outside!r}; choose from {', '.join(OUTSIDE_RULES)}")
-        self.outside = outside
+        if decode_threads < 0:
+            raise ValueError(f"decode_threads must be >= 0 (0: FFmpeg's choice), got {decode_threads}")
+        self.outside, self.decode_threads = outside, decode_threads
         self._lock = threading.Lock()
         self._container: av.container.InputContainer | None = None
         self._owner_pid = -1
@@ -385,7 +390,10 @@ class CompressedVideo:
                 container.close()
                 raise
             stream.codec_context.options = {"flags2": "+export_mvs"}
-            stream.thread_type = "NONE"  # no FFmpeg threads: the process may be forked (data-loader workers)
+            if self.decode_threads == 1:
+                stream.thread_type = "NONE"  # no FFmpeg threads: the process may be forked (data-loader workers)
+            else:
+                stream.thread_type, stream.thread_count = "AUTO", self.decode_threads
             self._container, self._owner_pid = container, os.getpid()
         return self._container, self._container.streams.video[0]
 
