@@ -13,6 +13,7 @@ import sys
 import torch
 import torch.distributed as dist
 
+import cvkd.engine.runtime as engine_runtime
 import cvkd.engine.train as engine_train
 from cvkd.config import load_config
 from cvkd.runs.schema import RunConfig
@@ -26,7 +27,7 @@ def flat_state(module: torch.nn.Module) -> torch.Tensor:
 def main(cases_json: str, common: list[str]) -> None:
     """Train every case; keep each run's parts (through build_run) to read its strategy on this rank."""
     dist.init_process_group(backend="gloo")
-    engine_train.stop_runtime = lambda runtime: None
+    engine_runtime.stop_runtime = lambda runtime: None  # leaving train()'s runtime would leave the group
     built = []
     build_run = engine_train.build_run
     engine_train.build_run = lambda *args, **kwargs: built.append(build_run(*args, **kwargs)) or built[-1]

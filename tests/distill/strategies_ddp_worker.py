@@ -12,6 +12,7 @@ import sys
 
 import torch.distributed as dist
 
+import cvkd.engine.runtime as engine_runtime
 import cvkd.engine.train as engine_train
 from cvkd.config import load_config
 from cvkd.runs.schema import RunConfig
@@ -20,7 +21,7 @@ from cvkd.runs.schema import RunConfig
 def main(cases_json: str, common: list[str]) -> None:
     """Join the process group once and train every case in it (a gloo mesh per case is slow and flaky to set up)."""
     dist.init_process_group(backend="gloo")
-    engine_train.stop_runtime = lambda runtime: None  # train() leaves the group otherwise; it finds it joined
+    engine_runtime.stop_runtime = lambda runtime: None  # train() leaves the group otherwise; it finds it joined
     try:
         for name, *overrides in json.loads(cases_json):
             config = load_config(RunConfig, None, [*common, f"name={name}", *overrides])

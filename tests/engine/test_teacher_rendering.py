@@ -12,8 +12,9 @@ from cvkd.data.folder import dataset_split
 from cvkd.data.transforms import Rendering
 from cvkd.engine.teacher_cache import cache_key
 from cvkd.engine.teachers import TeacherSet
-from cvkd.engine.train import build_run, training_dataset
+from cvkd.engine.train import build_run
 from cvkd.engine.runtime import Runtime
+from cvkd.runs.training_set import training_dataset
 
 COVIAR_SWITCHES = ("data.mv_resize=coviar", "data.outside=keep")
 
@@ -23,6 +24,12 @@ def coviar_teacher(shared_runs):
     """A tiny MV + residual teacher trained with CoViAR's switches."""
     runs = shared_runs("coviar_teacher")
     return runs.train("coviar_teacher", "model.streams={mv: cnn_tiny, residual: cnn_tiny}", *COVIAR_SWITCHES).run_dir
+
+
+def teacher_view(config, videos, teachers):
+    """A training set of `config` reading the MV and residual inputs of `teachers`, each in its own rendering."""
+    return training_dataset(config, videos, ["mv", "residual"], teachers.modalities,
+                            teachers.renderings(config.data.rendering(train=True)))
 
 
 def test_the_teacher_reads_the_view_rendered_its_own_way(coviar_teacher, tiny, capsys):
@@ -69,8 +76,7 @@ def test_the_teacher_cache_keys_on_the_teachers_renderings(coviar_teacher, tiny)
     own = tiny.config("a", "model.streams={mv: cnn_tiny, residual: cnn_tiny}", *COVIAR_SWITCHES)
     other = tiny.config("a", "model.streams={mv: cnn_tiny, residual: cnn_tiny}")
     videos = dataset_split(own.data.root, "train")
-    keys = [cache_key(teachers, training_dataset(config, videos, ["mv", "residual"], (1.0,), teachers), 2)
-            for config in (own, other)]
+    keys = [cache_key(teachers, teacher_view(config, videos, teachers), 2) for config in (own, other)]
     assert keys[0] != keys[1]
 
 
@@ -138,7 +144,7 @@ def test_the_teacher_cache_built_on_the_device_equals_the_workers(coviar_teacher
     for render in ("worker", "device"):
         config = tiny.config("a", "model.streams={mv: cnn_tiny}", f"data.render={render}")
         videos = dataset_split(config.data.root, "train")
-        dataset = training_dataset(config, videos, ["mv", "residual"], (1.0, 0.875), teachers)
+        dataset = teacher_view(config, videos, teachers)
         cache = load_or_build_cache(tiny.output_dir / render, teachers, dataset, 1, 8, 0, Runtime(torch.device("cpu")),
                                     progress=False)
         caches.append(cache.read_all()[0])

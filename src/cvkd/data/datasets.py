@@ -118,6 +118,17 @@ class CompressedVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.video_list)
 
+    def reading(
+        self, modalities: Sequence[str], extra_renderings: Mapping[str, tuple[Rendering, Sequence[str]]] | None = None,
+    ) -> "CompressedVideoDataset":
+        """The same views of the same videos, read for other `modalities` (and `extra_renderings`): e.g. the
+        teachers' inputs of the student's training samples."""
+        return CompressedVideoDataset(
+            self.video_list, modalities, self.num_segments, self.train, self.crop_size, self.test_crops,
+            self.accumulate, self.seed, self.scales, self.cache_size, self.bad_videos, self.rendering, extra_renderings,
+            self.flip_labels, self.render,
+        )
+
     @property
     def input_keys(self) -> tuple[str, ...]:
         """Every tensor key of an item that is a model input: the modalities, then `modality@name` of each extra

@@ -15,7 +15,7 @@ from cvkd.data.batches import training_loader
 from cvkd.data.datasets import CompressedVideoDataset, make_loader
 from cvkd.data.folder import training_splits
 from cvkd.data.lists import VideoList, flip_warning
-from cvkd.data.transforms import crop_scales
+from cvkd.data.transforms import Rendering
 from cvkd.engine.objective import StreamObjective, assemble_objective, build_optimizer
 from cvkd.engine.runtime import Runtime, compile_streams, seed_everything, training_precision, uses_grad_scaler
 from cvkd.engine.teacher_cache import TeacherCache
@@ -23,6 +23,7 @@ from cvkd.engine.teachers import TeacherSet
 from cvkd.models.coviar import CoViAR
 from cvkd.runs.folder import build_student, frozen_rendering_notes, run_dir
 from cvkd.runs.schema import RunConfig
+from cvkd.runs.training_set import training_dataset
 from cvkd.runs.validate import micro_batch_size
 
 
@@ -62,7 +63,7 @@ class RunParts:
 def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> RunParts:
     """Build every part of a run (nothing is written to its folder yet)."""
     data = config.data
-    val_rendering = data.rendering(train=False)
+    student_rendering, val_rendering = data.rendering(train=True), data.rendering(train=False)
     per_process_batch = micro_batch_size(config, runtime.world_size)  # one line if the global batch does not divide
     train_list, val_list = training_splits(data.root, data.train_split, data.val_split, data.allow_empty_classes)
     teachers = load_teachers(config, runtime, tuple(train_list.classes))
@@ -70,16 +71,12 @@ def build_run(config: RunConfig, runtime: Runtime, progress: bool = True) -> Run
     model = build_student(config, tuple(train_list.classes), runtime.device)
     objective = assemble_objective(config, model, teachers, per_process_batch).to(runtime.device)
     step_module, optimizer, scaler = optimisation(config, objective, teachers, runtime)
+    live = teachers is not None and not config.distill.cache  # teachers run on each batch (not read from a cache)
+    teacher_renderings = teachers.renderings(student_rendering) if live else None
     if runtime.is_main:
-        start_notes(config, teachers, train_list)
-    # One crop serves every modality of a sample, so the crop scales are those all of them allow (also when the
-    # teachers' inputs come from a cache: the cached views must be the views the student sees), or with
-    # data.crop_scales "student" those of the trained streams (teachers score any crop).
-    teacher_modalities = set(teachers.modalities) if teachers else set()
-    scales = crop_scales(objective.trainable, sorted(teacher_modalities), data.crop_scales)
-    live = teachers if teachers is not None and not config.distill.cache else None  # teachers run on each batch
-    modalities = sorted(set(objective.trainable) | (teacher_modalities if live else set()))
-    train_set = training_dataset(config, train_list, modalities, scales, live)
+        start_notes(config, teachers, train_list, student_rendering)
+    train_set = training_dataset(config, train_list, objective.trainable, teachers.modalities if teachers else (),
+                                 teacher_renderings)
     pin = runtime.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are asynchronous
     train_loader = training_loader(train_set, data.batch_size, per_process_batch, config.optim.grad_accumulation,
                                    runtime.world_size, runtime.rank, data.workers, config.seed, pin)
@@ -136,28 +133,13 @@ def optimisation(
     return step_module, optimizer, scaler
 
 
-def training_dataset(
-    config: RunConfig, video_list: VideoList, modalities: list[str], scales: tuple[float, ...],
-    teachers: TeacherSet | None = None,
-) -> CompressedVideoDataset:
-    """A training dataset drawing the run's views (seed, segments, crop size, scales) for `modalities`, with the
-    teachers' own renderings of the same views when theirs differ from the run's."""
+def start_notes(
+    config: RunConfig, teachers: TeacherSet | None, train_list: VideoList, student_rendering: Rendering,
+) -> None:
+    """The lines a run says at its start: teachers' and frozen streams' renderings other than the student's, mirrored
+    directional classes, and the videos whole batches leave out of every epoch."""
     data = config.data
-    flip_labels = data.flip_labels(tuple(video_list.classes)) if data.flip else None
-    rendering = data.rendering(train=True)
-    extra = teachers.renderings(rendering) if teachers is not None else {}
-    return CompressedVideoDataset(
-        video_list, modalities, data.segments, train=True, crop_size=data.crop_size, accumulate=data.accumulate,
-        seed=config.seed, scales=scales, bad_videos=data.bad_videos, rendering=rendering, extra_renderings=extra,
-        flip_labels=flip_labels, render=data.render,
-    )
-
-
-def start_notes(config: RunConfig, teachers: TeacherSet | None, train_list: VideoList) -> None:
-    """The lines a run says at its start: teachers' and frozen streams' other renderings, mirrored directional
-    classes, and the videos whole batches leave out of every epoch."""
-    data = config.data
-    for note in (teachers.rendering_notes(data.rendering(train=True)) if teachers else []):
+    for note in (teachers.rendering_notes(student_rendering) if teachers else []):
         tqdm.write(note)
     for note in frozen_rendering_notes(config):
         tqdm.write(note)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cvkd.engine.runtime import start_runtime, stop_runtime
+from cvkd.engine.runtime import start_runtime
 from cvkd.engine.train import CACHE_FOLDER, attach_cache, build_run, check_shared_folder
 from cvkd.errors import ConfigError
 from cvkd.fileio import make_folder
@@ -21,13 +21,10 @@ def build_run_cache(config: RunConfig, progress: bool = True) -> Path:
     if not config.distill.cache:
         raise ConfigError("distill.cache is false: the training would not read the cache; set distill.cache=true here "
                           "and in the training")
-    runtime = start_runtime(config.device, config.dist_timeout_minutes)
-    try:
+    with start_runtime(config.device, config.dist_timeout_minutes) as runtime:
         parts = build_run(config, runtime, progress)
         if runtime.is_main:
             make_folder(parts.out)
         check_shared_folder(parts.out, runtime)
         attach_cache(parts)
         return parts.out / CACHE_FOLDER
-    finally:
-        stop_runtime(runtime)

@@ -20,7 +20,7 @@ from cvkd.data.transforms import Rendering
 from cvkd.engine.evaluate import FUSED, collect_scores_many
 from cvkd.scores.metrics import Metrics, summarize
 from cvkd.runs.folder import LoadedRun, load_run
-from cvkd.engine.runtime import Runtime, start_runtime, stop_runtime, training_precision
+from cvkd.engine.runtime import Runtime, start_runtime, training_precision
 from cvkd.scores.files import ScoreSet, load_scores, save_scores
 from cvkd.errors import CheckpointError, ConfigError, DatasetError
 from cvkd.fileio import atomic_write_json
@@ -162,14 +162,11 @@ def evaluate_run(
 
     `precision`: float32, bfloat16, float16 (CUDA only) or "run" (what the run trained in: `runtime.training_precision`).
     """
-    runtime = start_runtime(device)
-    try:
+    with start_runtime(device) as runtime:
         loaded = load_run(run, runtime.device)
         precision = resolve_test_precision(precision, runtime.device, loaded.config)
         scores = _evaluate_loaded(loaded, Protocol(split, segments, crops), data_root, batch_size, workers, runtime,
                                   progress, precision)
-    finally:
-        stop_runtime(runtime)
     metrics = {key: summarize(s.scores, s.labels) for key, s in scores.items()}
     files: list[Path] = []
     if runtime.is_main and save_scores_to is not None:

@@ -34,6 +34,12 @@ class Runtime:
         """Whether this process writes checkpoints, logs and reports."""
         return self.rank == 0
 
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        stop_runtime(self)  # `with start_runtime(...) as runtime:` leaves the process group however the block ends
+
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """Resolve 'auto' to this process's CUDA device when there is one, else the CPU; a name that is no device of this
@@ -49,7 +55,8 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 def start_runtime(device: str = "auto", timeout_minutes: float | None = None) -> Runtime:
     """Join torchrun's process group if launched by torchrun (NCCL on GPUs, gloo on CPU), else run alone; a collective
-    that waits longer than `timeout_minutes` for another process fails (None: torch's default, 10 min for NCCL)."""
+    that waits longer than `timeout_minutes` for another process fails (None: torch's default, 10 min for NCCL).
+    Used as `with start_runtime(...) as runtime:`, the block's end leaves the group (`stop_runtime`)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -16,17 +16,18 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cvkd.config import config_to_dict
-from cvkd.engine.assembly import RunParts, build_run, training_dataset
+from cvkd.engine.assembly import RunParts, build_run
 from cvkd.engine.evaluate import FUSED, collect_scores, move_sample
 from cvkd.engine.objective import set_learning_rate
 from cvkd.engine.runtime import (
     Runtime, all_agree, all_reduce_sum, autocast, barrier, compile_failure, seed_everything, start_runtime,
-    stop_runtime, to_channels_last,
+    to_channels_last,
 )
 from cvkd.engine.teacher_cache import load_or_build_cache
 from cvkd.errors import TrainingError
 from cvkd.modalities import resolve_fusion_weights
-from cvkd.runs.checkpoint import LAST, load_state_dict_strict
+from cvkd.models.weights import load_state_dict_checked
+from cvkd.runs.checkpoint import LAST
 from cvkd.runs.folder import SUMMARY_FILE
 from cvkd.runs.records import (
     prepare_run_folder, read_resume_state, write_best, write_config, write_last, write_records,
@@ -54,16 +55,14 @@ class TrainResult:
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or distil) the model `config` describes; with `resume`, continue from the run's last checkpoint."""
     validate_run_config(config)  # API callers too: one ConfigError line per bad value, before anything starts
-    runtime = start_runtime(config.device, config.dist_timeout_minutes)
-    try:
-        return _Trainer(build_run(config, runtime, progress)).run(resume)
-    except Exception as error:
-        line = compile_failure(error)  # a torch.compile backend fails at the first step it compiles
-        if line is None:
-            raise
-        raise TrainingError(f"{config.name}: {line}") from None
-    finally:
-        stop_runtime(runtime)
+    with start_runtime(config.device, config.dist_timeout_minutes) as runtime:
+        try:
+            return _Trainer(build_run(config, runtime, progress)).run(resume)
+        except Exception as error:
+            line = compile_failure(error)  # a torch.compile backend fails at the first step it compiles
+            if line is None:
+                raise
+            raise TrainingError(f"{config.name}: {line}") from None
 
 
 def attach_cache(parts: RunParts) -> None:
@@ -71,8 +70,8 @@ def attach_cache(parts: RunParts) -> None:
     its share; read by all through memory maps."""
     config, teachers = parts.config, parts.teachers
     assert teachers is not None
-    teacher_view = training_dataset(config, parts.train_set.video_list, list(teachers.modalities), parts.train_set.scales,
-                                    teachers)
+    student_view = parts.train_set  # the teachers score the student's views, each in its own rendering
+    teacher_view = student_view.reading(teachers.modalities, teachers.renderings(student_view.rendering))
     maps_size = config.distill.cache_map_size if parts.objective.uses_features else None  # maps only when read
     parts.cache = load_or_build_cache(
         parts.out / CACHE_FOLDER, teachers, teacher_view, config.distill.cache_views, config.data.batch_size,
@@ -156,9 +155,9 @@ class _Trainer:
         if state is None:
             return
         path = self.out / LAST
-        load_state_dict_strict(parts.model, state["model"], path)
-        load_state_dict_strict(parts.objective.strategies, state["strategies"], path)
-        load_state_dict_strict(parts.objective.hints, state.get("hints", {}), path)
+        load_state_dict_checked(parts.model, state["model"], path, "checkpoint")
+        load_state_dict_checked(parts.objective.strategies, state["strategies"], path, "checkpoint")
+        load_state_dict_checked(parts.objective.hints, state.get("hints", {}), path, "checkpoint")
         parts.optimizer.load_state_dict(state["optimizer"])
         parts.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1

@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read without executing code (weights-only), checked against the model they load into."""
+"""Checkpoints: written atomically, found in a run folder, read without executing code (weights-only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from cvkd.errors import CheckpointError
 from cvkd.fileio import atomic_path, remove_leftovers
-from cvkd.models.weights import load_state_dict_checked, load_weights_only
+from cvkd.models.weights import load_weights_only
 
 FORMAT = "cvkd-checkpoint-1"
 LAST, BEST = "last.pt", "best.pt"
@@ -77,8 +77,3 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, prefer: str = BEST) -> Pa
     if not path.exists():
         raise CheckpointError(f"{path}: no such run folder or checkpoint")
     return path
-
-
-def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """Load weights, turning any key or shape mismatch into one line naming the checkpoint."""
-    load_state_dict_checked(module, state_dict, source, "checkpoint")

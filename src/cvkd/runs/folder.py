@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 
 from cvkd.config import config_from_dict, load_config
-from cvkd.runs.checkpoint import load_checkpoint, load_state_dict_strict, resolve_checkpoint
+from cvkd.runs.checkpoint import load_checkpoint, resolve_checkpoint
 from cvkd.runs.schema import RunConfig
 from cvkd.fileio import update_digest
 from cvkd.errors import CheckpointError, ConfigError, CvkdError
 from cvkd.modalities import resolve_fusion_weights
 from cvkd.models.coviar import CoViAR, build_coviar
 from cvkd.models.multimodal import check_whole_stream_options, share_trunk
+from cvkd.models.weights import load_state_dict_checked
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
@@ -84,7 +85,8 @@ def build_student(config: RunConfig, class_names: tuple[str, ...], device: torch
             raise ConfigError(f"model.init.{modality}: {source} has no {modality} stream ({list(donor.model.modalities)})")
         if tuple(donor.class_names) != class_names:
             raise ConfigError(f"model.init.{modality}: {source} was trained on other classes")
-        load_state_dict_strict(model.streams[modality], donor.model.streams[modality].state_dict(), donor.checkpoint)
+        donor_stream = donor.model.streams[modality].state_dict()
+        load_state_dict_checked(model.streams[modality], donor_stream, donor.checkpoint, "checkpoint")
     for modality in config.model.frozen:
         model.streams[modality].requires_grad_(False)
     return model
@@ -129,7 +131,7 @@ def load_run(run_or_checkpoint: str | os.PathLike, device: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint lacks {missing}") from None
     except CvkdError as error:
         raise CheckpointError(f"{path}: cannot rebuild its model ({error})") from None
-    load_state_dict_strict(model, state["model"], path)
+    load_state_dict_checked(model, state["model"], path, "checkpoint")
     model.to(device).eval()
     return LoadedRun(model, config, class_names, path, int(state.get("epoch", -1)))
 
