@@ -13,7 +13,6 @@ import pytest
 from cvkd.cli import main
 from cvkd.data.folder import dataset_digest
 from cvkd.data.synthetic import PROFILES, SynthSettings, generate_synthetic, get_profile, video_rng
-from cvkd.data.synthetic.catalogue import Mix
 from cvkd.data.synthetic.profiles import Profile, sample_video_scene
 from cvkd.errors import ConfigError, DatasetError
 
@@ -128,35 +127,17 @@ def test_two_realistic_classes_differ_in_appearance_and_in_motion() -> None:
 
 def test_videos_borrow_another_class_look_and_motion_at_the_stated_rates() -> None:
     draws = 800
-    looks = motions = scenes = 0
+    looks = motions = 0
     for video in range(draws):
         class_index = video % 16
         cues, scene = sample_video_scene(REALISTIC, 16, class_index, video_rng(9, class_index, video), (32, 32), 2)
         assert scene.main.shape == REALISTIC.looks[cues.look_from].shape  # the scene shows the look it drew
         looks += cues.look_from != class_index
         motions += cues.motion_from != class_index
-        scenes += cues.scene_from is not None
     mix = REALISTIC.mix
-    # binomial sd at these rates and 800 draws is under 0.018: 0.05 is nearly three of them
+    # binomial sd at these rates and 800 draws is under 0.017: 0.05 is three of them
     assert abs(looks / draws - (mix.look + mix.both)) < 0.05
     assert abs(motions / draws - (mix.motion + mix.both)) < 0.05
-    assert abs(scenes / draws - mix.scene) < 0.05
-
-
-def test_a_video_that_borrows_a_scene_keeps_its_own_object_and_motion() -> None:
-    only_scenes = dataclasses.replace(REALISTIC, mix=Mix(scene=1.0))
-    for video in range(40):
-        class_index = video % 16
-        rng = video_rng(3, class_index, video)
-        cues, scene = sample_video_scene(only_scenes, 16, class_index, rng, (32, 32), 2)
-        own, lender = REALISTIC.looks[class_index], REALISTIC.looks[cues.scene_from]
-        assert (cues.look_from, cues.motion_from) == (class_index, class_index) and cues.scene_from != class_index
-        assert scene.main.shape == own.shape and scene.background_texture.kind == lender.background
-        # the background colour leans to the lender's tint: nearer it than to the own scene's when the two differ
-        colour = scene.background_colour / scene.background_colour.sum()
-        tints = [np.asarray(t) / np.sum(t) for t in (lender.background_tint, own.background_tint)]
-        if not np.allclose(tints[0], tints[1]):
-            assert np.abs(colour - tints[0]).sum() < np.abs(colour - tints[1]).sum()
 
 
 def test_split_profile_draws_no_cues_and_one_class_cannot_borrow() -> None:

@@ -74,22 +74,20 @@ class Look:
 
 @dataclass(frozen=True)
 class Mix:
-    """How often a video borrows the cues of another class (drawn per video; the four events exclude each other)."""
+    """How often a video borrows the cues of another class (drawn per video; the three events exclude each other)."""
 
     look: float = 0.0  # its look only: the I-frame is misled, motion can still tell
     motion: float = 0.0  # its motion only (direction, speed, spin, zoom, sway, blink): the look still tells
     both: float = 0.0  # look and motion of one other class: a video that looks and moves like another class
-    scene: float = 0.0  # its scene only (background kind and tint): the I-frame is partly misled, motion is not
 
     def __post_init__(self) -> None:
-        shares = (self.look, self.motion, self.both, self.scene)
-        if min(shares) < 0 or sum(shares) > 1:
+        if min(self.look, self.motion, self.both) < 0 or self.look + self.motion + self.both > 1:
             raise ValueError(f"mix: probabilities must be >= 0 and sum to <= 1, got {self}")
 
     @property
     def any(self) -> bool:
         """Whether any video borrows anything."""
-        return self.look + self.motion + self.both + self.scene > 0
+        return self.look + self.motion + self.both > 0
 
 
 # In the split profile the main object's look goes with its shape (as an action's look goes with its objects), so

@@ -8,7 +8,6 @@ own generator before its scene is: in the split profile nothing is drawn, so its
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,16 +52,14 @@ def get_profile(name: str) -> Profile:
 
 @dataclass(frozen=True)
 class VideoCues:
-    """Which classes lend a video its look, its motion and its scene (its own class unless the profile's mix says)."""
+    """Which classes lend a video its look and its motion (both its own class unless the profile's mix says)."""
 
     look_from: int
     motion_from: int
-    scene_from: int | None = None  # the class whose scene the video takes (None: that of its look)
 
 
 def draw_cues(profile: Profile, classes: int, class_index: int, rng: np.random.Generator) -> VideoCues:
-    """Draw whether a video of `class_index` borrows the look, motion, both or the scene of another of the first
-    `classes` (one event at most)."""
+    """Draw whether a video of `class_index` borrows the look, motion or both of another of the first `classes`."""
     if not profile.mix.any or classes < 2:
         return VideoCues(class_index, class_index)
     event = rng.random()
@@ -74,8 +71,6 @@ def draw_cues(profile: Profile, classes: int, class_index: int, rng: np.random.G
         return VideoCues(other, class_index)
     if event < mix.both + mix.look + mix.motion:
         return VideoCues(class_index, other)
-    if event < mix.both + mix.look + mix.motion + mix.scene:
-        return VideoCues(class_index, class_index, other)
     return VideoCues(class_index, class_index)
 
 
@@ -84,9 +79,6 @@ def sample_video_scene(
 ) -> tuple[VideoCues, Scene]:
     """Draw one video of `class_index` among the first `classes` of `profile`: its cues, then its scene."""
     cues = draw_cues(profile, classes, class_index, rng)
-    look = profile.look(cues.look_from)
-    scene_look = None if cues.scene_from is None else profile.look(cues.scene_from)
-    if look is not None and scene_look is not None:  # the object of its look in another class's scene
-        look = dataclasses.replace(look, background=scene_look.background, background_tint=scene_look.background_tint)
-    scene = sample_scene(profile.catalogue[cues.motion_from], rng, size, frames, look, profile.framing)
+    scene = sample_scene(profile.catalogue[cues.motion_from], rng, size, frames, profile.look(cues.look_from),
+                         profile.framing)
     return cues, scene
