@@ -29,7 +29,7 @@ _UP, _DOWN, _SIDEWAYS, _UP_SLANT, _DOWN_SLANT = 90.0, -90.0, 0.0, 45.0, -45.0
 # The profile's nuisance knobs (the mix of borrowed cues is REALISTIC_MIX, at the end).
 COLOUR_SPREAD = 0.1  # share of a random colour in an object's or background's colour; the rest is the class tint
 DRIFT = (0.0, 0.25)  # px/frame in a random direction: the speed of classes that name no other
-FLICKER = (0.25, 0.45)  # brightness oscillation of classes that do not blink: blinking is a matter of degree
+FLICKER = (0.15, 0.35)  # brightness oscillation of classes that do not blink: blinking is a matter of degree
 # A larger main object than the split profile's (0.16-0.21 of the shorter side) and a slower camera pan (0-0.6
 # px/frame): the object's motion spans more 16x16 blocks and stands out more from the background's.
 REALISTIC_FRAMING = Framing(main_radius=(0.21, 0.27), pan_speed=(0.0, 0.3))
@@ -44,7 +44,7 @@ _TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
     ("disc_rise", "rises", ("disc", "red", "grating", "field"), dict(direction=_UP, speed=(0.9, 1.4))),
     ("square_fall", "falls", ("square", "blue", "checker", "court"), dict(direction=_DOWN, speed=(0.9, 1.4))),
     ("triangle_whirl", "spins", ("triangle", "green", "blobs", "water"), dict(spin=(6.0, 10.0))),
-    ("ring_flash", "blinks", ("ring", "yellow", "grating", "hall"), dict(blink=(0.55, 0.75))),
+    ("ring_flash", "blinks", ("ring", "yellow", "grating", "hall"), dict(blink=(0.4, 0.6))),
     ("bar_swell", "grows", ("bar", "purple", "checker", "field"), dict(zoom=(0.02, 0.035))),
     ("disc_swing", "sways widely", ("disc", "cyan", "blobs", "court"), dict(sway=(7.0, 10.0))),
     ("square_climb", "rises turning", ("square", "orange", "grating", "water"),
@@ -55,11 +55,11 @@ _TABLE: tuple[tuple[str, str, tuple[str, str, str, str], dict], ...] = (
      dict(direction=_SIDEWAYS, speed=(0.9, 1.3), either_side=True)),
     ("bar_fade", "shrinks", ("bar", "yellow", "grating", "water"), dict(zoom=(-0.035, -0.02))),
     ("disc_swirl", "grows turning and blinks", ("disc", "purple", "checker", "hall"),
-     dict(zoom=(0.015, 0.03), spin=(5.0, 8.0), blink=(0.3, 0.45))),
+     dict(zoom=(0.015, 0.03), spin=(5.0, 8.0), blink=(0.2, 0.35))),
     ("square_roll", "rolls sideways", ("square", "red", "blobs", "hall"),
      dict(direction=_SIDEWAYS, speed=(0.7, 1.1), spin=(5.0, 8.0), either_side=True)),
     ("triangle_hop", "rises on a slant and blinks", ("triangle", "orange", "grating", "court"),
-     dict(direction=_UP_SLANT, speed=(0.7, 1.2), blink=(0.3, 0.45), either_side=True)),
+     dict(direction=_UP_SLANT, speed=(0.7, 1.2), blink=(0.2, 0.35), either_side=True)),
     ("ring_rest", "rests", ("ring", "pink", "checker", "water"), dict()),
     ("bar_drop", "falls on a slant", ("bar", "cyan", "blobs", "hall"),
      dict(direction=_DOWN_SLANT, speed=(0.7, 1.2), either_side=True)),
@@ -80,4 +80,4 @@ REALISTIC_CATALOGUE: tuple[ClassSpec, ...] = tuple(
 REALISTIC_LOOKS: tuple[Look, ...] = tuple(_look(*look) for _, _, look, _ in _TABLE)
 
 # How often a video borrows another class's look, motion or both (a class chosen uniformly among the others in use).
-REALISTIC_MIX = Mix(look=0.15, motion=0.0, both=0.10)
+REALISTIC_MIX = Mix(look=0.05, motion=0.02, both=0.05)
