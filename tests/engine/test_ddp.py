@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,25 @@ def test_ranks_that_do_not_share_the_run_folder_are_refused_in_one_line(data_roo
     assert sorted(line.split(":")[0] for line in lines) == ["rank 0", "rank 1"], finished.stdout + finished.stderr[-3000:]
     assert all("not every rank sees the run folder rank 0 writes" in line for line in lines)
     assert not (tiny.output_dir / "split" / "last.pt").exists()
+
+
+def test_cvkd_test_under_torchrun_scores_every_video_once_like_one_process(runs, odd_val_root, run_command,
+                                                                           tmp_path) -> None:
+    ddp, _, _ = runs
+    protocol = ["--split", "val", "--segments", "2", "--crops", "1", "--workers", "0", "--no-progress"]
+    sharded, single = tmp_path / "sharded.npz", tmp_path / "single.npz"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}", "-m", "cvkd", "test", str(ddp), *protocol, "--save-scores", str(sharded),
+    ]
+    finished = run_command(command, tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    alone = run_command([sys.executable, "-m", "cvkd", "test", str(ddp), *protocol, "--save-scores", str(single)],
+                        tmp_path)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+
+    with np.load(sharded) as two, np.load(single) as one:
+        # the padded duplicate of the 11th video is dropped: every video once, in the list's order
+        assert list(two["names"]) == list(one["names"]) and len(one["names"]) == VAL_VIDEOS
+        assert np.array_equal(two["labels"], one["labels"])
+        np.testing.assert_allclose(two["scores"], one["scores"], atol=1e-5)
