@@ -223,3 +223,12 @@ def test_the_process_group_timeout_is_a_setting(monkeypatch, capsys) -> None:
         from cvkd.runs.validate import validate_run_config
 
         validate_run_config(load_config(RunConfig, None, ["dist_timeout_minutes=0"]))
+
+
+def test_cvkd_cache_offers_no_resume_it_would_ignore(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cache", "synthetic/compact_kd", "--resume"])
+    assert exited.value.code == 2 and "unrecognized arguments: --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--resume" in capsys.readouterr().out  # train and distill keep it

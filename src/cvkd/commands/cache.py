@@ -11,7 +11,8 @@ from cvkd.commands.train import add_run_parser, load_run_config, print_config
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `cvkd cache`."""
     return add_run_parser(subparsers, "cache",
-                          "build the teacher cache of a distillation recipe (cvkd train / distill then reuse it)")
+                          "build the teacher cache of a distillation recipe (cvkd train / distill then reuse it)",
+                          resumable=False)  # a complete cache is found and reused, an incomplete one built again
 
 
 def run(args: argparse.Namespace) -> int:

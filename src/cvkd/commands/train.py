@@ -16,20 +16,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return add_run_parser(subparsers, "train", "train stream networks from a YAML recipe (key=value overrides)")
 
 
-def add_run_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+def add_run_parser(subparsers, name: str, help_text: str, resumable: bool = True) -> argparse.ArgumentParser:
     """Register a command that takes a run's recipe and overrides (`train`, `distill`, `cache`)."""
     parser = subparsers.add_parser(name, help=help_text)
-    add_run_arguments(parser)
+    add_run_arguments(parser, resumable)
     return parser
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by `train` and `distill`."""
+def add_run_arguments(parser: argparse.ArgumentParser, resumable: bool = True) -> None:
+    """Arguments shared by `train`, `distill` and `cache` (`--resume` only where a run continues)."""
     parser.add_argument("config", nargs="?", default=None,
                         help="YAML recipe: a file, or a built-in one by name (ucf101/mv, hmdb51/student_mkd, "
                              "synthetic/teachers; see configs/); omit to use defaults")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 data.root=data/synth")
-    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    if resumable:
+        parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--print-config", action="store_true",
                         help="print every key of the resolved config with its default and meaning, and exit")
