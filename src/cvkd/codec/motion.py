@@ -38,10 +38,6 @@ class BlockMotion:
         """(left, top, width, height, dx, dy)."""
         return self.left, self.top, self.width, self.height, self.dx, self.dy
 
-    def moving(self) -> "BlockMotion":
-        """The blocks with a non-zero displacement."""
-        return self[(self.dx != 0) | (self.dy != 0)]
-
     def geometry_keys(self) -> np.ndarray:
         """One int64 per block identifying its position and size (a bi-predicted block has one past and one future
         vector with the same key)."""
